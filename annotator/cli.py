@@ -1,0 +1,122 @@
+"""Command line: ``annotate PATH... --out DIR`` and ``annotate train ...``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .images import DEFAULT_MAX_PIXELS
+
+
+class DefaultGroup(click.Group):
+    """A group whose first argument, unless it names a subcommand, goes to ``run``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="face-annotator")
+def main() -> None:
+    """Annotate faces in photos with 68 iBUG 300-W landmarks.
+
+    \b
+      annotate ./images --out ./pts
+      annotate ./images --out ./json --format json -j 8
+      annotate train --help
+    """
+
+
+@main.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder; the input tree is mirrored under it.")
+@click.option("--format", "fmt", type=click.Choice(["pts", "json"]), default="pts", show_default=True,
+              help="pts: one 1-based .pts per face; json: one 0-based .json per image.")
+@click.option("-j", "--jobs", type=int, default=-1, show_default=True,
+              help="Worker processes (-1: all cores).")
+@click.option("--upsample", type=click.IntRange(0, 4), default=1, show_default=True,
+              help="dlib detector upsampling (finds smaller faces, slower).")
+@click.option("--max-side", type=click.IntRange(16), default=None,
+              help="Detect on a copy shrunk to this longest side (boxes mapped back).")
+@click.option("--max-faces", type=click.IntRange(1), default=None, help="Keep the N best faces per image.")
+@click.option("--landmarker", type=click.Choice(["network", "dlib"]), default="network", show_default=True,
+              help="Our packaged network, or dlib's shape_predictor_68_face_landmarks.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Network weights to use instead of the packaged ones.")
+@click.option("--preview", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write a JPEG per image with boxes and points drawn, under this folder.")
+@click.option("--overwrite", is_flag=True, help="Redo images already done by an earlier run into --out.")
+@click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images with more pixels than this (decompression bombs).")
+@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+              help="joblib backend; dask runs on the cluster at --scheduler.")
+@click.option("--scheduler", default=None, help="dask.distributed scheduler address (with --backend dask).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker, weights, preview,
+                overwrite, max_pixels, backend, scheduler, quiet) -> None:
+    """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
+    from tqdm import tqdm
+
+    from .discover import walk
+    from .run import FAILURE_LOG, Options, Summary, check_writable, run
+
+    for folder in filter(None, (out, preview)):
+        try:
+            check_writable(folder)
+        except OSError as e:
+            raise click.ClickException(str(e)) from None
+    opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, max_faces=max_faces,
+                   landmarker=landmarker, weights=weights, preview=preview, max_pixels=max_pixels)
+    bar = tqdm(unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def on_result(r, summary):
+        if r.error:
+            bar.write(f"error: {r.key}: {r.error}", file=sys.stderr)
+        bar.update()
+        secs = bar.format_dict["elapsed"] or 1e-9
+        bar.set_postfix_str(f"faces={summary.faces} failed={summary.failed} "
+                            f"{summary.images / secs:.1f} img/s", refresh=False)
+
+    client = _dask_client(scheduler) if backend == "dask" else None
+    summary = Summary()
+    try:
+        run(walk(paths, exclude=out), opts, jobs, backend, overwrite, on_result, summary)
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"interrupted: {summary.line()}; rerun the same command to resume", err=True)
+        sys.exit(130)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    click.echo(summary.line(), err=True)
+    if summary.failed:
+        click.echo(f"{summary.failed} images failed; see {out / FAILURE_LOG}", err=True)
+        sys.exit(1)
+
+
+def _dask_client(address: str | None):
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise click.ClickException("--backend dask needs: pip install 'face-annotator[dask]'") from None
+    return Client(address) if address else Client(processes=True)
+
+
+@main.group()
+def train() -> None:
+    """Prepare data, train, evaluate against dlib and export the network."""
+
+
+def _register_training() -> None:
+    from training.cli import add_commands
+    add_commands(train)
+
+
+_register_training()

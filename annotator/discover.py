@@ -1,0 +1,78 @@
+"""Lazy walk of input paths, and the output file names for each image."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """An input image: its path, its path relative to its input root, and its output name.
+
+    ``name`` is the stem (``a``), or the whole file name (``a.jpg``) when another
+    image in the same folder has the same stem, so a.jpg and a.png never share outputs.
+    """
+
+    path: Path
+    relative: Path
+    name: str
+
+    @property
+    def key(self) -> str:
+        """The absolute input path: identifies the image in the resume journal."""
+        return str(self.path.absolute())
+
+    def output(self, out_dir: Path, suffix: str) -> Path:
+        """Output file for this image under ``out_dir``: the input tree mirrored."""
+        return out_dir / self.relative.parent / (self.name + suffix)
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def walk(inputs: list[str | Path], exclude: Path | None = None) -> Iterator[Item]:
+    """Images under ``inputs`` (files or folders, recursively), yielded as found.
+
+    Folders are listed in sorted order, one folder at a time (memory stays
+    flat). ``exclude`` (the output folder) is never entered, and symlinked
+    folders already visited are skipped, so symlink loops end.
+    """
+    exclude = exclude.resolve() if exclude else None
+    for root in map(Path, inputs):
+        if root.is_file():
+            yield Item(root, Path(root.name), root.stem)
+        elif root.is_dir():
+            yield from _walk_dir(root, root, exclude, set())
+        else:
+            raise FileNotFoundError(f"{root}: no such file or folder")
+
+
+def _walk_dir(folder: Path, root: Path, exclude: Path | None, seen: set) -> Iterator[Item]:
+    real = folder.resolve()
+    if real == exclude or real in seen:
+        return
+    seen.add(real)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
+    stems = Counter(p.stem for p in images)
+    for path in images:
+        yield Item(path, path.relative_to(root), path.stem if stems[path.stem] == 1 else path.name)
+    for entry in entries:
+        if _is_dir(entry):
+            yield from _walk_dir(Path(entry.path), root, exclude, seen)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

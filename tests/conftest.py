@@ -1,0 +1,45 @@
+"""Shared fixtures: real photos from ../shared/data and a runner for the real CLI."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(os.environ.get("ANNOTATOR_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# AFW photos: one face each, and one with three faces (the same photo is stored once per face).
+PHOTOS = ["1051618982_1", "134212_1", "1130084326_1", "1634816_1"]
+
+
+def need_data() -> Path:
+    if not (DATA / "300w" / "afw").is_dir():
+        pytest.skip(f"data not found at {DATA} (set ANNOTATOR_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    return need_data()
+
+
+@pytest.fixture
+def photos(tmp_path: Path, data: Path) -> Path:
+    """A folder with a few real photos (jpg) and their ground truth beside them."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for stem in PHOTOS:
+        for ext in (".jpg", ".pts"):
+            shutil.copy(data / "300w" / "afw" / (stem + ext), folder / (stem + ext))
+    return folder
+
+
+def annotate(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real ``annotate`` command line in a subprocess."""
+    cmd = [sys.executable, "-m", "annotator", *map(str, args)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stderr}")
+    return result

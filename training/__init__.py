@@ -1,0 +1,1 @@
+"""Data preparation, training, evaluation and export of the landmark network."""

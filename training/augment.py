@@ -1,0 +1,68 @@
+"""Augmentation inside cached context crops that respects the 68-point markup."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from annotator.crop import similarity
+from annotator.network import FLIP_PERMUTATION
+
+# Jitter (shift and scale as a share of the crop, rotation in degrees) per crop frame: the box frame
+# imitates detector noise; the shape frame imitates the first stage's remaining error.
+JITTER = {"box": (0.08, 0.08, 12.0), "shape": (0.03, 0.04, 5.0)}
+
+
+def context_points(targets: np.ndarray, size: int, context: int) -> np.ndarray:
+    """Box-relative targets -> pixel coordinates in the cached context crop."""
+    return targets * size - 0.5 + size * (context - 1) / 2
+
+
+def base_affine(frame: str, crop_side: int, points: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
+    """Context crop -> network input matrix before jitter: the box crop, or ``points`` aligned to ``template``."""
+    if frame == "shape":
+        return similarity(points, template * size - 0.5)
+    shift = (size - 1) / 2 - (crop_side - 1) / 2
+    return np.array([[1.0, 0, shift], [0, 1.0, shift]])
+
+
+def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
+           rng: np.random.Generator | None, jitter: tuple[float, float, float] = JITTER["box"]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """One network input (size x size) and its crop-relative targets from a context crop.
+
+    Without ``rng`` the crop is exactly ``base`` (for the box frame: what
+    inference sees). With it: random shift, log-normal scale and normal
+    rotation about the crop centre, and a horizontal flip with the left/right
+    point permutation.
+    """
+    m = base
+    if rng is not None:
+        shift, scale, rotate = jitter
+        s = np.exp(rng.normal(0, scale))
+        a = np.deg2rad(np.clip(rng.normal(0, rotate), -3 * rotate, 3 * rotate))
+        c = (size - 1) / 2 + rng.uniform(-shift, shift, 2) * size
+        r = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        m = np.hstack([r, ((size - 1) / 2 - r @ c)[:, None]]) @ _square(base)
+        if rng.random() < 0.5:
+            m = np.array([[-1.0, 0, size - 1], [0, 1, 0]]) @ _square(m)
+            points = points[FLIP_PERMUTATION]
+    image = cv2.warpAffine(crop, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = points @ m[:, :2].T + m[:, 2]
+    return image, (out + 0.5) / size
+
+
+def _square(m: np.ndarray) -> np.ndarray:
+    return np.vstack([m, [0, 0, 1]])
+
+
+def photometric(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, colour and grey-scale jitter on a float (N, H, W, 3) batch in 0..255."""
+    n = len(batch)
+    contrast = rng.uniform(0.6, 1.4, (n, 1, 1, 1))
+    bright = rng.uniform(-40, 40, (n, 1, 1, 1))
+    colour = rng.uniform(0.85, 1.15, (n, 1, 1, 3))
+    mean = batch.mean((1, 2, 3), keepdims=True)
+    out = ((batch - mean) * contrast + mean + bright) * colour
+    grey = rng.random(n) < 0.15
+    out[grey] = out[grey].mean(3, keepdims=True)
+    return np.clip(out, 0, 255)

@@ -1,0 +1,88 @@
+"""The ``annotate train`` commands (click); the work is in the modules beside this one."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from annotator.landmarks import DEFAULT_WEIGHTS
+
+
+@click.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Cache file (.npz) to write.")
+@click.option("--size", default=62, show_default=True, help="Network input size in pixels (even).")
+@click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling, as in annotate.")
+@click.option("-j", "--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+def prepare(folders, out, size, upsample, jobs) -> None:
+    """Detect and crop the 68-point faces of 300-W style FOLDERS into one cache file."""
+    from .prepare import prepare as run
+    counts = run(list(folders), out, size, upsample, jobs)
+    click.echo(f"{counts['kept']} faces kept, {counts['missed']} detector misses, "
+               f"{counts['skipped']} files skipped (not 68 points) -> {out}")
+
+
+@click.command()
+@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--val", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Validation cache(s): mean error printed each epoch.")
+@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8"]), default="cnn8", show_default=True)
+@click.option("--width", default=32, show_default=True, help="Channels of the first stage.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it exists).")
+@click.option("--epochs", default=60, show_default=True)
+@click.option("--batch", default=64, show_default=True)
+@click.option("--lr", default=2e-3, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--weight-decay", default=1e-4, show_default=True)
+@click.option("--loss", type=click.Choice(["mse", "l1", "wing"]), default="mse", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=2, show_default=True, help="torch threads (part of what makes a run repeatable).")
+@click.option("--no-augment", is_flag=True, help="Train on the plain crops.")
+@click.option("--frame", type=click.Choice(["box", "shape"]), default="box", show_default=True,
+              help="box: first stage on the detector box; shape: refinement stage on the aligned face.")
+def fit(caches, val, arch, width, out, epochs, batch, lr, weight_decay, loss, seed, threads, no_augment,
+        frame) -> None:
+    """Train the landmark network on CACHES (from prepare) into the run folder --out."""
+    from .fit import fit as run
+    command = "annotate train fit " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    row = run(list(caches), out, list(val), arch, width, epochs, batch, lr, weight_decay, loss, seed,
+              threads, not no_augment, frame, command)
+    click.echo(json.dumps(row))
+
+
+@click.command()
+@click.argument("weights", type=click.Path(exists=True))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
+@click.option("--upsample", default=1, show_default=True)
+@click.option("--max-side", type=int, default=None)
+@click.option("-j", "--jobs", default=-1, show_default=True)
+def evaluate(weights, folders, out, upsample, max_side, jobs) -> None:
+    """Compare WEIGHTS (a run folder or .pt) with dlib on ground-truth FOLDERS: CED plots and a table."""
+    from .evaluate import evaluate as run
+    from .evaluate import markdown_table
+    from .export import export as do_export
+    path = Path(weights)
+    if path.is_dir():  # a run folder: export it beside the report first
+        path = do_export([path], Path(out) / "weights.pt")
+    report = run(str(path), list(folders), out, upsample, max_side, jobs)
+    click.echo(markdown_table(report))
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--dest", type=click.Path(dir_okay=False), default=str(DEFAULT_WEIGHTS), show_default=True,
+              help="Where to write the weights (default: inside the installed package).")
+@click.option("--no-flip", is_flag=True, help="Do not average with the mirrored crop at inference.")
+def export(runs, dest, no_flip) -> None:
+    """Write the cascade of RUNS (box stage first, then refinement stages) as the tool's network."""
+    from .export import export as do_export
+    click.echo(f"wrote {do_export(list(runs), dest, flip=not no_flip)}")
+
+
+def add_commands(group: click.Group) -> None:
+    """Attach the training commands to ``annotate train``."""
+    for command in (prepare, fit, evaluate, export):
+        group.add_command(command)

@@ -1,0 +1,29 @@
+"""``annotate train export``: training runs' weights into the package, as the tool's default."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from annotator.landmarks import DEFAULT_WEIGHTS
+
+
+def export(runs: list[str | Path], dest: str | Path = DEFAULT_WEIGHTS, flip: bool = True) -> Path:
+    """Write the cascade of ``runs`` (first: box stage, then refinement stages) to ``dest``.
+
+    Each stage keeps its config and normalisation; the metadata keeps every
+    stage's exact training command, data and history. No optimizer state.
+    """
+    stages, fits = [], []
+    for run in map(Path, runs):
+        ckpt = torch.load(run / "last.pt" if run.is_dir() else run, map_location="cpu", weights_only=True)
+        stages.append({"config": ckpt["config"], "state_dict": ckpt["state_dict"]})
+        fits.append({"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]})
+    if stages[0]["config"].get("frame", "box") != "box":
+        raise ValueError(f"{runs[0]}: the first stage must be a box-frame network")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    torch.save({"stages": stages, "meta": {"flip": flip, "stages": fits}}, tmp)
+    tmp.replace(dest)
+    return dest

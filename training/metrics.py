@@ -1,0 +1,27 @@
+"""The accuracy metric of DESIGN.md: box-normalised mean point error, CED and AUC@0.08."""
+from __future__ import annotations
+
+import numpy as np
+
+THRESHOLD = 0.08
+
+
+def normalised_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-face mean point distance / sqrt(w * h) of the ground-truth points' bounding box."""
+    span = truth.max(1) - truth.min(1)
+    norm = np.sqrt(span[:, 0] * span[:, 1])
+    return np.linalg.norm(pred - truth, axis=2).mean(1) / norm
+
+
+def ced(errors: np.ndarray, threshold: float = THRESHOLD, steps: int = 801) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: thresholds 0..``threshold`` and the share of faces at or below."""
+    t = np.linspace(0, threshold, steps)
+    return t, (np.asarray(errors)[None, :] <= t[:, None]).mean(1)
+
+
+def summarise(errors: np.ndarray, threshold: float = THRESHOLD) -> dict[str, float]:
+    """AUC@threshold (area under the CED / threshold), mean, median, failure rate (> threshold)."""
+    t, share = ced(errors, threshold)
+    auc = float(np.sum((share[1:] + share[:-1]) / 2 * np.diff(t)) / threshold)
+    return {"faces": int(len(errors)), "auc": auc, "mean": float(np.mean(errors)),
+            "median": float(np.median(errors)), "failure_rate": float(np.mean(errors > threshold))}

@@ -1,0 +1,56 @@
+"""``annotate train prepare``: detector boxes and crops of ground-truth faces, cached once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from annotator.crop import crop, to_box_relative
+from annotator.detect import detect, face_containing
+from annotator.images import read_image
+
+from .groundtruth import labelled_images, read_68
+
+CONTEXT = 2  # cached crops are twice the box, so augmentation can shift, scale and rotate
+
+
+def _face(image_path: Path, pts_path: Path, size: int, upsample: int) -> dict:
+    points = read_68(pts_path)
+    if points is None:
+        return {"status": "skipped"}
+    image = read_image(image_path)
+    face = face_containing(detect(image, upsample), points)
+    if face is None:
+        return {"status": "missed"}
+    return {"status": "kept", "crop": crop(image, face.box, size, CONTEXT), "box": face.box,
+            "points": points, "path": str(image_path)}
+
+
+def prepare(folders: list[str], out: str | Path, size: int = 62, upsample: int = 1,
+            jobs: int = -1) -> dict[str, int]:
+    """Detect, crop and cache every 68-point face under ``folders``; returns counts."""
+    if size % 2:
+        raise ValueError("crop size must be even (the cached crop centres it exactly)")
+    pairs = [p for folder in folders for p in labelled_images(folder)]
+    results = Parallel(n_jobs=jobs, batch_size=8)(
+        delayed(_face)(image, pts, size, upsample) for image, pts in pairs)
+    kept = [r for r in results if r["status"] == "kept"]
+    counts = {s: sum(r["status"] == s for r in results) for s in ("kept", "missed", "skipped")}
+    if not kept:
+        raise ValueError(f"no faces kept from {folders}: {counts}")
+    boxes = np.array([r["box"] for r in kept], dtype=np.int64)
+    points = np.stack([r["points"] for r in kept])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, crops=np.stack([r["crop"] for r in kept]), boxes=boxes, points=points,
+             targets=np.stack([to_box_relative(p, tuple(b)) for p, b in zip(points, boxes)]),
+             paths=np.array([r["path"] for r in kept]), size=size, context=CONTEXT,
+             upsample=upsample)
+    return counts
+
+
+def load_cache(path: str | Path) -> dict[str, np.ndarray]:
+    """A cache written by :func:`prepare`, as a dict of arrays."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
