@@ -12,10 +12,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: Path, content: str | bytes) -> None:
-    """Write ``content`` to ``path`` via a temporary file in the same folder and a rename."""
+def atomic_write(path: Path, content: str | bytes, tmp_dir: Path | None = None) -> None:
+    """Write ``content`` to ``path`` via a temporary file and a rename.
+
+    The temporary file lives in ``tmp_dir`` (same file system as ``path``) or
+    beside ``path``; a reader never sees a partly written file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.", suffix=".tmp")
     data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get normal permissions

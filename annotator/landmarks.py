@@ -56,14 +56,18 @@ class NetworkLandmarker:
 
     def predict(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """(N, 68, 2) 0-based image points for each box of a BGR image."""
-        points = [None] * len(boxes)
-        if not boxes:
+        return self.predict_many([image], [boxes])
+
+    def predict_many(self, images: list[np.ndarray], boxes: list[list[Box]]) -> np.ndarray:
+        """Points for the boxes of several images, all faces through each stage as one batch."""
+        faces = [(pyramid, b) for pyramid, bs in zip(map(Pyramid, images), boxes) for b in bs]
+        if not faces:
             return np.zeros((0, 68, 2))
-        pyramid = Pyramid(image)
+        points = [None] * len(faces)
         for i, net in enumerate(self.stages):
             size = net.config["size"]
-            ms = [frame_affine(net, b, p) for b, p in zip(boxes, points)]
-            crops = np.stack([warp(pyramid, m, size) for m in ms])
+            ms = [frame_affine(net, b, p) for (_, b), p in zip(faces, points)]
+            crops = np.stack([warp(pyramid, m, size) for (pyramid, _), m in zip(faces, ms)])
             rel = predict_crops(net, crops, self.flip and i == len(self.stages) - 1)
             points = [apply_affine(invert_affine(m), r * size - 0.5) for m, r in zip(ms, rel)]
         return np.stack(points)
@@ -107,6 +111,8 @@ def make_landmarker(name: str = "network", weights: str | Path | None = None):
 
 @lru_cache(maxsize=None)
 def cached_landmarker(name: str = "network", weights: str | None = None):
-    """One landmarker per worker process, with torch limited to one thread (processes don't fight)."""
+    """One landmarker per worker process, torch and OpenCV on one thread (processes don't fight)."""
+    import cv2
+    cv2.setNumThreads(1)
     torch.set_num_threads(1)
     return make_landmarker(name, weights)

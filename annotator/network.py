@@ -72,7 +72,40 @@ def cnn8(width: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-ARCHITECTURES = {"onet": onet, "resnet18": resnet18, "cnn8": cnn8}
+class UNetLite(nn.Module):
+    """Encoder to 1/8 resolution, decoder back to 1/4 with a skip connection (for heatmaps)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        w = width
+        self.down4 = nn.Sequential(conv_bn(3, w, 2), conv_bn(w, w), conv_bn(w, 2 * w, 2), BasicBlock(2 * w, 2 * w, 1))
+        self.down8 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w, 1))
+        self.up = nn.Sequential(conv_bn(4 * w + 2 * w, 2 * w), BasicBlock(2 * w, 2 * w, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x4 = self.down4(x)
+        x8 = self.down8(x4)
+        up = nn.functional.interpolate(x8, size=x4.shape[-2:], mode="bilinear", align_corners=False)
+        return self.up(torch.cat([up, x4], 1))
+
+
+class SoftArgmax(nn.Module):
+    """68 heatmaps -> expected point positions in crop-relative units (integral regression)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, N_POINTS, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        n, k, hh, ww = h.shape
+        p = torch.softmax(h.flatten(2), 2).view(n, k, hh, ww)
+        xs = (torch.arange(ww, dtype=h.dtype) + 0.5) / ww
+        ys = (torch.arange(hh, dtype=h.dtype) + 0.5) / hh
+        return torch.stack([(p.sum(2) * xs).sum(2), (p.sum(3) * ys).sum(2)], 2)
+
+
+ARCHITECTURES = {"onet": onet, "resnet18": resnet18, "cnn8": cnn8, "heatmap": UNetLite}
 
 
 class LandmarkNet(nn.Module):
@@ -84,15 +117,20 @@ class LandmarkNet(nn.Module):
         self.config = {"arch": arch, "size": size, "width": width, "hidden": hidden, "frame": frame}
         self.features = ARCHITECTURES[arch](width)
         with torch.no_grad():
-            n = self.features(torch.zeros(1, 3, size, size)).numel()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, 2 * N_POINTS))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+            shape = self.features(torch.zeros(1, 3, size, size)).shape
+        if arch == "heatmap":
+            self.head = SoftArgmax(shape[1])
+        else:
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(shape.numel(), hidden), nn.ReLU(inplace=True),
+                                      nn.Linear(hidden, 2 * N_POINTS))
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
         self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
         self.register_buffer("std", torch.ones(1, 3, 1, 1))
         self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
-        return self.head(self.features(x)).view(-1, N_POINTS, 2) + self.mean_shape
+        x = self.head(self.features((x - self.mean) / self.std))
+        if self.config["arch"] == "heatmap":
+            return x  # positions, not offsets from the mean shape
+        return x.view(-1, N_POINTS, 2) + self.mean_shape

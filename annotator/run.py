@@ -1,7 +1,7 @@
 """The annotate run: per-image job, parallel map with joblib, resume journal, failure log."""
 from __future__ import annotations
 
-import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from .landmarks import cached_landmarker
 
 DONE_LOG = ".annotate-done-{format}.log"  # one resume journal per output format
 FAILURE_LOG = "failures.log"
+TMP_DIR = ".annotate-tmp"  # temporary files of a killed run are left here and cleared by the next
 
 
 @dataclass(frozen=True)
@@ -71,24 +72,30 @@ class Summary:
 
 def annotate_image(item: Item, opts: Options) -> Result:
     """Read, detect, landmark and write the outputs of one image; errors become a Result."""
-    key = item.key
     try:
-        image = read_image(item.path, opts.max_pixels)
+        return _annotate(item, opts)
     except ImageError as e:
-        return Result(key, error=str(e))
+        return Result(item.key, error=str(e))
+    except Exception as e:  # one bad image must not end the run: report it and go on
+        return Result(item.key, error=f"{type(e).__name__}: {e}".strip())
+
+
+def _annotate(item: Item, opts: Options) -> Result:
+    image = read_image(item.path, opts.max_pixels)
     faces = detect(image, opts.upsample, opts.max_side, opts.max_faces)
     points = cached_landmarker(opts.landmarker, opts.weights).predict(image, [f.box for f in faces])
     if opts.format == "json":
         records = [{"box": f.box, "score": f.score, "landmarks": p} for f, p in zip(faces, points)]
         atomic_write(item.output(opts.out, ".json"),
-                     json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records))
+                     json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records),
+                     opts.out / TMP_DIR)
     else:
         for i, p in enumerate(points):
             suffix = ".pts" if len(points) == 1 else f"_{i + 1}.pts"
-            atomic_write(item.output(opts.out, suffix), pts_text(p))
+            atomic_write(item.output(opts.out, suffix), pts_text(p), opts.out / TMP_DIR)
     if opts.preview:
         atomic_write(item.output(opts.preview, ".jpg"), _preview(image, faces, points))
-    return Result(key, faces=len(faces))
+    return Result(item.key, faces=len(faces))
 
 
 def _preview(image: np.ndarray, faces, points: np.ndarray) -> bytes:
@@ -129,6 +136,8 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
     """
     from joblib import Parallel, delayed, parallel_config
 
+    shutil.rmtree(opts.out / TMP_DIR, ignore_errors=True)
+    (opts.out / TMP_DIR).mkdir()
     journal_path = opts.out / DONE_LOG.format(format=opts.format)
     done = set() if overwrite else read_done(journal_path)
     summary = summary if summary is not None else Summary()

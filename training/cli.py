@@ -29,7 +29,7 @@ def prepare(folders, out, size, upsample, jobs) -> None:
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--val", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Validation cache(s): mean error printed each epoch.")
-@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8"]), default="cnn8", show_default=True)
+@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8", "heatmap"]), default="cnn8", show_default=True)
 @click.option("--width", default=32, show_default=True, help="Channels of the first stage.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it exists).")
 @click.option("--epochs", default=60, show_default=True)

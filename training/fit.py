@@ -29,6 +29,15 @@ def merge_caches(paths: list[str]) -> dict[str, np.ndarray]:
     return merged
 
 
+def mean_shape(targets: np.ndarray, frame: str, extent: float = 0.8) -> np.ndarray:
+    """The mean box-relative shape; for the shape frame centred and scaled to ``extent`` of the crop."""
+    mean = targets.mean(0)
+    if frame == "box":
+        return mean
+    lo, hi = mean.min(0), mean.max(0)
+    return 0.5 + (mean - (lo + hi) / 2) * extent / (hi - lo).max()
+
+
 def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
     """Point loss in crop pixels: ``mse``, ``l1`` or ``wing`` (Feng et al. 2018, w=4, eps=1)."""
     d = (pred - target) * size
@@ -103,6 +112,8 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
+    if arch == "heatmap" and frame != "shape":
+        raise ValueError("the heatmap network places points inside its crop only: use it with --frame shape")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = merge_caches(train)
@@ -112,7 +123,7 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
     crops = data["crops"].astype(np.float64)
     net.mean.copy_(torch.tensor(crops.mean((0, 1, 2))).view(1, 3, 1, 1))
     net.std.copy_(torch.tensor(crops.std((0, 1, 2))).view(1, 3, 1, 1))
-    net.mean_shape.copy_(torch.tensor(data["targets"].mean(0)))
+    net.mean_shape.copy_(torch.tensor(mean_shape(data["targets"], frame)))
     del crops
     bases = base_affines(data, frame, net.mean_shape.numpy().astype(np.float64))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)

@@ -1,0 +1,116 @@
+"""Hostile input through the real CLI: odd formats work, bad files fail alone and clearly."""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from annotator.formats import read_pts
+from conftest import annotate
+
+FACE = "1051618982_1"
+
+
+@pytest.fixture
+def face(photos) -> np.ndarray:
+    return cv2.imread(str(photos / f"{FACE}.jpg"))
+
+
+def run_one(tmp_path: Path, write) -> tuple:
+    """Write one input image with ``write(path)``, annotate it, return (result, out folder)."""
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    write(folder)
+    out = tmp_path / "out"
+    return annotate(folder, "--out", out, check=False), out
+
+
+@pytest.mark.parametrize("kind", ["alpha", "16bit", "gray", "cmyk", "palette"])
+def test_odd_pixel_formats_are_annotated(tmp_path, face, kind):
+    rgb = cv2.cvtColor(face, cv2.COLOR_BGR2RGB)
+
+    def write(folder):
+        if kind == "alpha":
+            cv2.imwrite(str(folder / "x.png"), cv2.cvtColor(face, cv2.COLOR_BGR2BGRA))
+        elif kind == "16bit":
+            cv2.imwrite(str(folder / "x.png"), face.astype(np.uint16) * 257)
+        elif kind == "gray":
+            cv2.imwrite(str(folder / "x.png"), cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))
+        elif kind == "cmyk":
+            Image.fromarray(rgb).convert("CMYK").save(folder / "x.jpg")
+        else:
+            Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE).save(folder / "x.png")
+
+    result, out = run_one(tmp_path, write)
+    assert result.returncode == 0, result.stderr
+    assert len(read_pts(out / "x.pts")) == 68
+
+
+def test_exif_rotation_points_on_displayed_face(tmp_path, face):
+    upright = tmp_path / "upright"
+    upright.mkdir()
+    cv2.imwrite(str(upright / "x.png"), face)
+    annotate(upright, "--out", tmp_path / "ref")
+    stored = np.ascontiguousarray(np.rot90(cv2.cvtColor(face, cv2.COLOR_BGR2RGB)))  # turned left on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+
+    def write(folder):
+        Image.fromarray(stored).save(folder / "x.jpg", exif=exif, quality=95)
+
+    result, out = run_one(tmp_path, write)
+    assert result.returncode == 0, result.stderr
+    ref, got = read_pts(tmp_path / "ref" / "x.pts"), read_pts(out / "x.pts")
+    assert np.abs(ref - got).mean() < 0.03 * (ref.max(0) - ref.min(0)).mean()
+
+
+@pytest.mark.parametrize("side", [1, 10])
+def test_tiny_images_have_no_face_and_no_error(tmp_path, side):
+    result, out = run_one(tmp_path, lambda f: cv2.imwrite(str(f / "tiny.png"), np.zeros((side, side, 3), np.uint8)))
+    assert result.returncode == 0 and "1 without a face" in result.stderr
+    assert not list(out.glob("*.pts"))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)) + b"\x00" * 64)
+
+
+def test_decompression_bomb_refused(tmp_path, photos):
+    result, out = run_one(tmp_path, lambda f: (f / "bomb.png").write_bytes(_png_header_only(60000, 60000)))
+    assert result.returncode == 1
+    assert "bomb.png" in result.stderr and "over the limit" in result.stderr
+    small = annotate(photos, "--out", tmp_path / "limited", "--max-pixels", "1000", check=False)
+    assert small.returncode == 1 and "over the limit of 1,000" in (tmp_path / "limited" / "failures.log").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
+def test_unreadable_file(tmp_path, photos):
+    (photos / "secret.jpg").write_bytes((photos / f"{FACE}.jpg").read_bytes())
+    (photos / "secret.jpg").chmod(0)
+    result = annotate(photos, "--out", tmp_path / "out", check=False)
+    assert result.returncode == 1 and "secret.jpg: permission denied" in result.stderr
+
+
+def test_non_ascii_and_spaces_in_names(tmp_path, photos):
+    folder = tmp_path / "фото папка"
+    folder.mkdir()
+    shutil.copy(photos / f"{FACE}.jpg", folder / "лицо 1.jpg")
+    out = tmp_path / "out dir"
+    annotate(folder, "--out", out)
+    assert len(read_pts(out / "лицо 1.pts")) == 68
+
+
+def test_symlink_loop_terminates(tmp_path, photos):
+    (photos / "loop").symlink_to(photos, target_is_directory=True)
+    result = annotate(photos, "--out", tmp_path / "out")
+    assert "4 images" in result.stderr

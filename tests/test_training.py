@@ -1,0 +1,65 @@
+"""The train command group end to end on a few real faces, and the shipped weights' accuracy."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import torch
+
+from annotator.detect import detect, face_containing
+from annotator.images import read_image
+from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
+from conftest import annotate
+from training.groundtruth import labelled_images, read_68
+from training.metrics import normalised_errors
+from training.prepare import load_cache
+
+
+def test_prepare_fit_evaluate_export(photos, tmp_path):
+    (photos / "profile.pts").write_text("version: 1\nn_points: 2\n{\n1 1\n2 2\n}\n")
+    shutil.copy(photos / "1634816_1.jpg", photos / "profile.jpg")
+    cache = tmp_path / "cache.npz"
+    out = annotate("train", "prepare", photos, "--out", cache, "--size", "32", "-j", "1").stdout
+    assert "4 faces kept, 0 detector misses, 1 files skipped" in out
+    data = load_cache(cache)
+    assert data["crops"].shape == (4, 64, 64, 3) and data["targets"].shape == (4, 68, 2)
+
+    runs = []
+    for name, frame in [("a", "box"), ("b", "box"), ("s", "shape")]:
+        runs.append(tmp_path / name)
+        annotate("train", "fit", cache, "--val", cache, "--out", runs[-1], "--epochs", "2", "--batch", "2",
+                 "--width", "4", "--frame", frame, "--arch", "heatmap" if frame == "shape" else "cnn8")
+        assert (runs[-1] / "curves.png").stat().st_size > 0
+    a, b = (torch.load(r / "last.pt", weights_only=True)["state_dict"] for r in runs[:2])
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same seed and data: same weights
+    history = json.loads((runs[0] / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["val_mean_error"]) for h in history)
+
+    report = tmp_path / "report"
+    annotate("train", "evaluate", runs[0], photos, "--out", report, "-j", "1")
+    result = json.loads((report / "report.json").read_text())
+    (folder,) = result["sets"].values()
+    assert folder["network"]["faces"] == folder["dlib"]["faces"] == 4
+    assert 0.6 < folder["dlib"]["auc"] <= 1
+    assert list(report.glob("ced_*.png"))
+
+    weights = tmp_path / "exported.pt"
+    annotate("train", "export", runs[0], runs[2], "--dest", weights)
+    annotate(photos, "--out", tmp_path / "pts", "--weights", weights)
+    assert len(list((tmp_path / "pts").glob("*.pts"))) >= 4
+
+
+def test_shipped_weights_near_ground_truth(data):
+    """The packaged network on held-out YTF test faces: mean error under 6% of the face size."""
+    net = NetworkLandmarker()
+    assert DEFAULT_WEIGHTS.stat().st_size < 10e6
+    errors = []
+    for image_path, pts in list(labelled_images(data / "ytf" / "test"))[::97]:
+        truth = read_68(pts)
+        image = read_image(image_path)
+        face = face_containing(detect(image), truth)
+        if face is not None:
+            errors.append(normalised_errors(net.predict(image, [face.box]), truth[None])[0])
+    assert len(errors) >= 6
+    assert np.mean(errors) < 0.06, errors
