@@ -55,8 +55,12 @@ def _square(m: np.ndarray) -> np.ndarray:
     return np.vstack([m, [0, 0, 1]])
 
 
-def photometric(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Brightness, contrast, colour and grey-scale jitter on a float (N, H, W, 3) batch in 0..255."""
+def photometric(batch: np.ndarray, rng: np.random.Generator, occlude: float = 0.0) -> np.ndarray:
+    """Brightness, contrast, colour and grey-scale jitter on a float (N, H, W, 3) batch in 0..255.
+
+    With probability ``occlude`` a sample also gets a grey rectangle (10-40% of
+    each side) somewhere on it, as hands, hair and glasses do.
+    """
     n = len(batch)
     contrast = rng.uniform(0.6, 1.4, (n, 1, 1, 1))
     bright = rng.uniform(-40, 40, (n, 1, 1, 1))
@@ -65,4 +69,9 @@ def photometric(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = ((batch - mean) * contrast + mean + bright) * colour
     grey = rng.random(n) < 0.15
     out[grey] = out[grey].mean(3, keepdims=True)
+    side = batch.shape[1]
+    for i in np.flatnonzero(rng.random(n) < occlude) if occlude else []:
+        h, w = (rng.uniform(0.1, 0.4, 2) * side).astype(int)
+        y, x = rng.integers(0, side - h), rng.integers(0, side - w)
+        out[i, y:y + h, x:x + w] = rng.uniform(0, 255)
     return np.clip(out, 0, 255)

@@ -12,12 +12,13 @@ def export(runs: list[str | Path], dest: str | Path = DEFAULT_WEIGHTS, flip: boo
     """Write the cascade of ``runs`` (first: box stage, then refinement stages) to ``dest``.
 
     Each stage keeps its config and normalisation; the metadata keeps every
-    stage's exact training command, data and history. No optimizer state.
+    stage's exact training command, data and history. No optimizer state;
+    weights are stored as float16.
     """
     stages, fits = [], []
     for run in map(Path, runs):
         ckpt = torch.load(run / "last.pt" if run.is_dir() else run, map_location="cpu", weights_only=True)
-        stages.append({"config": ckpt["config"], "state_dict": ckpt["state_dict"]})
+        stages.append({"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])})
         fits.append({"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]})
     if stages[0]["config"].get("frame", "box") != "box":
         raise ValueError(f"{runs[0]}: the first stage must be a box-frame network")
@@ -27,3 +28,8 @@ def export(runs: list[str | Path], dest: str | Path = DEFAULT_WEIGHTS, flip: boo
     torch.save({"stages": stages, "meta": {"flip": flip, "stages": fits}}, tmp)
     tmp.replace(dest)
     return dest
+
+
+def _half(state: dict) -> dict:
+    """Weight tensors as float16 (half the file; loading casts back), small buffers kept exact."""
+    return {k: v.half() if v.is_floating_point() and v.numel() > 1000 else v for k, v in state.items()}

@@ -17,13 +17,20 @@ from .metrics import normalised_errors
 from .prepare import load_cache
 
 
-def merge_caches(paths: list[str]) -> dict[str, np.ndarray]:
-    """Concatenate caches of the same crop size."""
+JAW = slice(0, 17)
+
+
+def merge_caches(paths: list[str], jawless: list[str] = ()) -> dict[str, np.ndarray]:
+    """Concatenate caches of the same crop size; ``weights`` is 0 on the jaw of ``jawless`` caches."""
     caches = [load_cache(p) for p in paths]
+    for path, cache in zip(paths, caches):
+        cache["weights"] = np.ones(cache["targets"].shape[:2], np.float32)
+        if path in jawless:
+            cache["weights"][:, JAW] = 0
     sizes = {int(c["size"]) for c in caches}
     if len(sizes) != 1:
         raise ValueError(f"caches have different crop sizes: {sorted(sizes)}")
-    keys = ("crops", "boxes", "points", "targets", "paths")
+    keys = ("crops", "boxes", "points", "targets", "paths", "weights")
     merged = {k: np.concatenate([c[k] for c in caches]) for k in keys}
     merged.update(size=int(caches[0]["size"]), context=int(caches[0]["context"]))
     return merged
@@ -38,17 +45,18 @@ def mean_shape(targets: np.ndarray, frame: str, extent: float = 0.8) -> np.ndarr
     return 0.5 + (mean - (lo + hi) / 2) * extent / (hi - lo).max()
 
 
-def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
-    """Point loss in crop pixels: ``mse``, ``l1`` or ``wing`` (Feng et al. 2018, w=4, eps=1)."""
-    d = (pred - target) * size
+def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+            size: int) -> torch.Tensor:
+    """Point loss in crop pixels, weighted per point: ``mse``, ``l1`` or ``wing`` (Feng et al. 2018, w=4, eps=1)."""
+    a = ((pred - target) * size).abs()
     if name == "mse":
-        return d.pow(2).mean()
-    if name == "l1":
-        return d.abs().mean()
-    w, eps = 4.0, 1.0
-    a = d.abs()
-    c = w - w * math.log(1 + w / eps)
-    return torch.where(a < w, w * torch.log(1 + a / eps), a - c).mean()
+        per = a.pow(2)
+    elif name == "l1":
+        per = a
+    else:
+        w, eps = 4.0, 1.0
+        per = torch.where(a < w, w * torch.log(1 + a / eps), a - (w - w * math.log(1 + w / eps)))
+    return (per.sum(2) * weights).sum() / (2 * weights.sum())
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -66,7 +74,7 @@ def base_affines(data: dict, frame: str, template: np.ndarray) -> np.ndarray:
 
 
 def batches(data: dict, bases: np.ndarray, batch: int, rng: np.random.Generator | None,
-            jitter: tuple = JITTER["box"]) -> iter:
+            jitter: tuple = JITTER["box"], occlude: float = 0.0) -> iter:
     """(inputs, targets) float tensors; augmented and shuffled with ``rng``, in order without."""
     size, n = data["size"], len(data["crops"])
     order = rng.permutation(n) if rng is not None else np.arange(n)
@@ -76,9 +84,10 @@ def batches(data: dict, bases: np.ndarray, batch: int, rng: np.random.Generator 
         pairs = [sample(data["crops"][j], pts[j], size, bases[j], rng, jitter) for j in idx]
         x = np.stack([p[0] for p in pairs]).astype(np.float32)
         if rng is not None:
-            x = photometric(x, rng).astype(np.float32)
+            x = photometric(x, rng, occlude).astype(np.float32)
         y = np.stack([p[1] for p in pairs]).astype(np.float32)
-        yield torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
+        w = data["weights"][idx]  # the jaw mask is symmetric, so flips need no permutation
+        yield torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), torch.from_numpy(w)
 
 
 def predict_cache(net: LandmarkNet, data: dict, batch: int = 256) -> np.ndarray:
@@ -91,7 +100,7 @@ def predict_cache(net: LandmarkNet, data: dict, batch: int = 256) -> np.ndarray:
     size, frame = data["size"], net.config["frame"]
     bases = base_affines(data, frame, net.mean_shape.numpy().astype(np.float64))
     with torch.inference_mode():
-        rel = np.concatenate([net(x).numpy() for x, _ in batches(data, bases, batch, None)])
+        rel = np.concatenate([net(x).numpy() for x, _, _ in batches(data, bases, batch, None)])
     out = []
     for r, base, box in zip(rel.astype(np.float64), bases, data["boxes"]):
         to_box = invert_affine(_image_to_context(box, size, data["context"]))
@@ -107,7 +116,7 @@ def _image_to_context(box, size: int, context: int) -> np.ndarray:
 def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: str = "cnn8",
         width: int = 32, epochs: int = 60, batch: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
         loss: str = "mse", seed: int = 0, threads: int = 2, augment: bool = True,
-        frame: str = "box", command: str = "") -> dict:
+        frame: str = "box", jawless: list[str] = (), occlude: float = 0.0, command: str = "") -> dict:
     """Train on caches ``train``; writes RUN/last.pt (resumable), history.json and curves.png."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
@@ -116,7 +125,7 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
         raise ValueError("the heatmap network places points inside its crop only: use it with --frame shape")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = merge_caches(train)
+    data = merge_caches(train, jawless)
     val_data = merge_caches(val) if val else None
     size = data["size"]
     net = LandmarkNet(arch, size, width, frame=frame)
@@ -132,7 +141,9 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
     config = {"train": [str(p) for p in train], "val": [str(p) for p in val or []], "arch": arch,
               "width": width, "epochs": epochs, "batch": batch, "lr": lr, "weight_decay": weight_decay,
               "loss": loss, "seed": seed, "threads": threads, "augment": augment, "size": size,
-              "frame": frame, "command": command}
+              "frame": frame, "jawless": [str(p) for p in jawless], "command": command}
+    if occlude:
+        config["occlude"] = occlude
     history, start = [], 0
     last = out / "last.pt"
     if last.exists():
@@ -146,12 +157,12 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
         rng = np.random.default_rng([seed, epoch])
         net.train()
         losses = []
-        bar = tqdm(batches(data, bases, batch, rng if augment else None, JITTER[frame]), total=steps_per_epoch,
-                   desc=f"epoch {epoch + 1}/{epochs}", leave=False)
-        for i, (x, y) in enumerate(bar):
+        samples = batches(data, bases, batch, rng if augment else None, JITTER[frame], occlude)
+        bar = tqdm(samples, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        for i, (x, y, w) in enumerate(bar):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps_per_epoch + i, total, lr, warmup)
-            value = loss_fn(loss, net(x), y, size)
+            value = loss_fn(loss, net(x), y, w, size)
             opt.zero_grad()
             value.backward()
             opt.step()

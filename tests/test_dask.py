@@ -1,0 +1,19 @@
+"""The dask backend against a real LocalCluster: same files as the local run."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import annotate
+from test_annotate import outputs
+
+distributed = pytest.importorskip("dask.distributed")
+
+
+def test_dask_backend_matches_local_run(photos, tmp_path):
+    annotate(photos, "--out", tmp_path / "local", "-j", "1")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        result = annotate(photos, "--out", tmp_path / "dask", "--backend", "dask",
+                          "--scheduler", cluster.scheduler_address)
+    assert "4 images" in result.stderr
+    assert outputs(tmp_path / "dask") == outputs(tmp_path / "local") != {}
