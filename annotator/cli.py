@@ -62,6 +62,7 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
     from tqdm import tqdm
 
     from .discover import walk
+    from .landmarks import make_landmarker
     from .run import FAILURE_LOG, Options, Summary, check_writable, run
 
     for folder in filter(None, (out, preview)):
@@ -69,6 +70,12 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
             check_writable(folder)
         except OSError as e:
             raise click.ClickException(str(e)) from None
+    try:  # fail once, here, rather than on every image in the workers
+        make_landmarker(landmarker, weights)
+    except Exception as e:
+        source = f" from {weights}" if weights and landmarker == "network" else ""
+        raise click.ClickException(f"cannot load the {landmarker} landmarker{source}: "
+                                   f"{type(e).__name__}: {e}") from None
     opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, max_faces=max_faces,
                    landmarker=landmarker, weights=weights, preview=preview, max_pixels=max_pixels)
     bar = tqdm(unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True)

@@ -47,6 +47,7 @@ def landmark_stage(folder: str, repeat: int) -> dict[str, float]:
     net, dlib = NetworkLandmarker(), DlibLandmarker()
 
     def timed(fn) -> float:
+        fn()  # warm-up: model files loaded, kernels chosen
         best = 0.0
         for _ in range(repeat):
             t = time.perf_counter()

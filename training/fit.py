@@ -201,7 +201,7 @@ def _plot(history: list[dict], path: Path) -> None:
         ax2 = ax.twinx()
         ax2.plot(ep, [h["val_mean_error"] for h in history], color="C1", label="val mean error")
         ax2.set_ylabel("val mean error (box-normalised)")
-        fig.legend(loc="upper right")
+        fig.legend(loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
