@@ -91,7 +91,7 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
     client = _dask_client(scheduler) if backend == "dask" else None
     summary = Summary()
     try:
-        run(walk(paths, exclude=out), opts, jobs, backend, overwrite, on_result, summary)
+        run(walk(paths, exclude=[out, *filter(None, [preview])]), opts, jobs, backend, overwrite, on_result, summary)
     except OSError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:

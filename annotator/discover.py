@@ -21,6 +21,7 @@ class Item:
     path: Path
     relative: Path
     name: str
+    error: str | None = None  # set for a folder that could not be listed: reported as a failure
 
     @property
     def key(self) -> str:
@@ -36,14 +37,14 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def walk(inputs: list[str | Path], exclude: Path | None = None) -> Iterator[Item]:
+def walk(inputs: list[str | Path], exclude: list[Path] = ()) -> Iterator[Item]:
     """Images under ``inputs`` (files or folders, recursively), yielded as found.
 
     Folders are listed in sorted order, one folder at a time (memory stays
-    flat). ``exclude`` (the output folder) is never entered, and symlinked
-    folders already visited are skipped, so symlink loops end.
+    flat). Folders in ``exclude`` (the output folders) are never entered, and
+    symlinked folders already visited are skipped, so symlink loops end.
     """
-    exclude = exclude.resolve() if exclude else None
+    exclude = {Path(e).resolve() for e in exclude}
     for root in map(Path, inputs):
         if root.is_file():
             yield Item(root, Path(root.name), root.stem)
@@ -53,14 +54,15 @@ def walk(inputs: list[str | Path], exclude: Path | None = None) -> Iterator[Item
             raise FileNotFoundError(f"{root}: no such file or folder")
 
 
-def _walk_dir(folder: Path, root: Path, exclude: Path | None, seen: set) -> Iterator[Item]:
+def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set) -> Iterator[Item]:
     real = folder.resolve()
-    if real == exclude or real in seen:
+    if real in exclude or real in seen:
         return
     seen.add(real)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
+    except OSError as e:
+        yield Item(folder, folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
         return
     images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
     stems = Counter(p.stem for p in images)

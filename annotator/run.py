@@ -81,6 +81,8 @@ def annotate_image(item: Item, opts: Options) -> Result:
 
 
 def _annotate(item: Item, opts: Options) -> Result:
+    if item.error:
+        return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
     faces = detect(image, opts.upsample, opts.max_side, opts.max_faces)
     points = cached_landmarker(opts.landmarker, opts.weights).predict(image, [f.box for f in faces])
