@@ -109,12 +109,21 @@ ARCHITECTURES = {"onet": onet, "resnet18": resnet18, "cnn8": cnn8, "heatmap": UN
 
 
 class LandmarkNet(nn.Module):
-    """Backbone + dense head regressing 68 box-relative points."""
+    """Backbone + dense head regressing 68 box-relative points.
+
+    With ``heads`` > 1 the last layer has one output per markup convention
+    (training data annotated another way, e.g. YouTube Faces' jaw and brows,
+    trains its own head); inference uses head 0, the 300-W markup.
+    """
 
     def __init__(self, arch: str = "cnn8", size: int = 62, width: int = 32, hidden: int = 256,
-                 frame: str = "box"):
+                 frame: str = "box", heads: int = 1):
         super().__init__()
         self.config = {"arch": arch, "size": size, "width": width, "hidden": hidden, "frame": frame}
+        if heads != 1:
+            if arch == "heatmap":
+                raise ValueError("the heatmap network has one head")
+            self.config["heads"] = heads
         self.features = ARCHITECTURES[arch](width)
         with torch.no_grad():
             shape = self.features(torch.zeros(1, 3, size, size)).shape
@@ -122,15 +131,17 @@ class LandmarkNet(nn.Module):
             self.head = SoftArgmax(shape[1])
         else:
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(shape.numel(), hidden), nn.ReLU(inplace=True),
-                                      nn.Linear(hidden, 2 * N_POINTS))
+                                      nn.Linear(hidden, 2 * N_POINTS * heads))
             nn.init.zeros_(self.head[-1].weight)
             nn.init.zeros_(self.head[-1].bias)
         self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
         self.register_buffer("std", torch.ones(1, 3, 1, 1))
         self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
+        """Points from head 0 (the 300-W markup), or from ``head[i]`` for sample i (training)."""
         x = self.head(self.features((x - self.mean) / self.std))
         if self.config["arch"] == "heatmap":
             return x  # positions, not offsets from the mean shape
-        return x.view(-1, N_POINTS, 2) + self.mean_shape
+        x = x.view(len(x), -1, N_POINTS, 2) + self.mean_shape
+        return x[:, 0] if head is None else x[torch.arange(len(x)), head]

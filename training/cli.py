@@ -40,19 +40,19 @@ def prepare(folders, out, size, upsample, jobs) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=2, show_default=True, help="torch threads (part of what makes a run repeatable).")
 @click.option("--no-augment", is_flag=True, help="Train on the plain crops.")
-@click.option("--jawless", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Caches (also given as CACHES) whose jaw points are left out of the loss "
-                   "(another jaw convention, e.g. YouTube Faces).")
+@click.option("--other-convention", "other", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Caches (also given as CACHES) annotated in another convention (e.g. YouTube Faces' "
+                   "jaw and brows): they train a second output head, unused at inference.")
 @click.option("--occlude", default=0.0, show_default=True, help="Share of samples with a random grey rectangle.")
 @click.option("--frame", type=click.Choice(["box", "shape"]), default="box", show_default=True,
               help="box: first stage on the detector box; shape: refinement stage on the aligned face.")
 def fit(caches, val, arch, width, out, epochs, batch, lr, weight_decay, loss, seed, threads, no_augment,
-        jawless, occlude, frame) -> None:
+        other, occlude, frame) -> None:
     """Train the landmark network on CACHES (from prepare) into the run folder --out."""
     from .fit import fit as run
     command = "annotate train fit " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     row = run(list(caches), out, list(val), arch, width, epochs, batch, lr, weight_decay, loss, seed,
-              threads, not no_augment, frame, list(jawless), occlude, command)
+              threads, not no_augment, frame, list(other), occlude, command)
     click.echo(json.dumps(row))
 
 

@@ -17,20 +17,15 @@ from .metrics import normalised_errors
 from .prepare import load_cache
 
 
-JAW = slice(0, 17)
-
-
-def merge_caches(paths: list[str], jawless: list[str] = ()) -> dict[str, np.ndarray]:
-    """Concatenate caches of the same crop size; ``weights`` is 0 on the jaw of ``jawless`` caches."""
+def merge_caches(paths: list[str], other: list[str] = ()) -> dict[str, np.ndarray]:
+    """Concatenate caches of the same crop size; ``head`` is 1 for faces of the ``other`` caches."""
     caches = [load_cache(p) for p in paths]
     for path, cache in zip(paths, caches):
-        cache["weights"] = np.ones(cache["targets"].shape[:2], np.float32)
-        if path in jawless:
-            cache["weights"][:, JAW] = 0
+        cache["head"] = np.full(len(cache["targets"]), int(path in other))
     sizes = {int(c["size"]) for c in caches}
     if len(sizes) != 1:
         raise ValueError(f"caches have different crop sizes: {sorted(sizes)}")
-    keys = ("crops", "boxes", "points", "targets", "paths", "weights")
+    keys = ("crops", "boxes", "points", "targets", "paths", "head")
     merged = {k: np.concatenate([c[k] for c in caches]) for k in keys}
     merged.update(size=int(caches[0]["size"]), context=int(caches[0]["context"]))
     return merged
@@ -45,9 +40,8 @@ def mean_shape(targets: np.ndarray, frame: str, extent: float = 0.8) -> np.ndarr
     return 0.5 + (mean - (lo + hi) / 2) * extent / (hi - lo).max()
 
 
-def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
-            size: int) -> torch.Tensor:
-    """Point loss in crop pixels, weighted per point: ``mse``, ``l1`` or ``wing`` (Feng et al. 2018, w=4, eps=1)."""
+def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
+    """Point loss in crop pixels: ``mse``, ``l1`` or ``wing`` (Feng et al. 2018, w=4, eps=1)."""
     a = ((pred - target) * size).abs()
     if name == "mse":
         per = a.pow(2)
@@ -56,7 +50,7 @@ def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor, weights: torch.
     else:
         w, eps = 4.0, 1.0
         per = torch.where(a < w, w * torch.log(1 + a / eps), a - (w - w * math.log(1 + w / eps)))
-    return (per.sum(2) * weights).sum() / (2 * weights.sum())
+    return per.sum(2).sum() / (2 * per.shape[0] * per.shape[1])
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -86,8 +80,8 @@ def batches(data: dict, bases: np.ndarray, batch: int, rng: np.random.Generator 
         if rng is not None:
             x = photometric(x, rng, occlude).astype(np.float32)
         y = np.stack([p[1] for p in pairs]).astype(np.float32)
-        w = data["weights"][idx]  # the jaw mask is symmetric, so flips need no permutation
-        yield torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y), torch.from_numpy(w)
+        yield (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y),
+               torch.from_numpy(data["head"][idx]))
 
 
 def predict_cache(net: LandmarkNet, data: dict, batch: int = 256) -> np.ndarray:
@@ -116,7 +110,7 @@ def _image_to_context(box, size: int, context: int) -> np.ndarray:
 def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: str = "cnn8",
         width: int = 32, epochs: int = 60, batch: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
         loss: str = "mse", seed: int = 0, threads: int = 2, augment: bool = True,
-        frame: str = "box", jawless: list[str] = (), occlude: float = 0.0, command: str = "") -> dict:
+        frame: str = "box", other: list[str] = (), occlude: float = 0.0, command: str = "") -> dict:
     """Train on caches ``train``; writes RUN/last.pt (resumable), history.json and curves.png."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
@@ -125,10 +119,11 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
         raise ValueError("the heatmap network places points inside its crop only: use it with --frame shape")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = merge_caches(train, jawless)
+    data = merge_caches(train, other)
     val_data = merge_caches(val) if val else None
     size = data["size"]
-    net = LandmarkNet(arch, size, width, frame=frame)
+    heads = 2 if other else 1
+    net = LandmarkNet(arch, size, width, frame=frame, heads=heads)
     crops = data["crops"].astype(np.float64)
     net.mean.copy_(torch.tensor(crops.mean((0, 1, 2))).view(1, 3, 1, 1))
     net.std.copy_(torch.tensor(crops.std((0, 1, 2))).view(1, 3, 1, 1))
@@ -141,9 +136,10 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
     config = {"train": [str(p) for p in train], "val": [str(p) for p in val or []], "arch": arch,
               "width": width, "epochs": epochs, "batch": batch, "lr": lr, "weight_decay": weight_decay,
               "loss": loss, "seed": seed, "threads": threads, "augment": augment, "size": size,
-              "frame": frame, "jawless": [str(p) for p in jawless], "command": command}
-    if occlude:
-        config["occlude"] = occlude
+              "frame": frame, "command": command}
+    for key, value in (("occlude", occlude), ("other", [str(p) for p in other])):
+        if value:  # recorded only when used, so earlier runs' settings still match on resume
+            config[key] = value
     history, start = [], 0
     last = out / "last.pt"
     if last.exists():
@@ -159,10 +155,10 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
         losses = []
         samples = batches(data, bases, batch, rng if augment else None, JITTER[frame], occlude)
         bar = tqdm(samples, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
-        for i, (x, y, w) in enumerate(bar):
+        for i, (x, y, head) in enumerate(bar):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * steps_per_epoch + i, total, lr, warmup)
-            value = loss_fn(loss, net(x), y, w, size)
+            value = loss_fn(loss, net(x, head if heads > 1 else None), y, size)
             opt.zero_grad()
             value.backward()
             opt.step()
