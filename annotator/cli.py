@@ -47,6 +47,9 @@ def main() -> None:
               help="Our packaged network, or dlib's shape_predictor_68_face_landmarks.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Network weights to use instead of the packaged ones.")
+@click.option("--flip/--no-flip", default=None,
+              help="Also run the network on the mirrored face and average (about 1.5x slower, "
+                   "slightly more accurate). Default: as the weights say.")
 @click.option("--preview", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a JPEG per image with boxes and points drawn, under this folder.")
 @click.option("--overwrite", is_flag=True, help="Redo images already done by an earlier run into --out.")
@@ -56,7 +59,7 @@ def main() -> None:
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (with --backend dask).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker, weights, preview,
+def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker, weights, flip, preview,
                 overwrite, max_pixels, backend, scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from tqdm import tqdm
@@ -71,13 +74,13 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
         except OSError as e:
             raise click.ClickException(str(e)) from None
     try:  # fail once, here, rather than on every image in the workers
-        make_landmarker(landmarker, weights)
+        make_landmarker(landmarker, weights, flip)
     except Exception as e:
         source = f" from {weights}" if weights and landmarker == "network" else ""
         raise click.ClickException(f"cannot load the {landmarker} landmarker{source}: "
                                    f"{type(e).__name__}: {e}") from None
     opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, max_faces=max_faces,
-                   landmarker=landmarker, weights=weights, preview=preview, max_pixels=max_pixels)
+                   landmarker=landmarker, weights=weights, flip=flip, preview=preview, max_pixels=max_pixels)
     bar = tqdm(unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
     def on_result(r, summary):

@@ -40,37 +40,40 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(m)
 
 
-class Pyramid:
-    """An image with lazily built Gaussian pyramid levels (for anti-aliased crops)."""
-
-    def __init__(self, image: np.ndarray):
-        self.levels = [image]
-
-    def level(self, k: int) -> np.ndarray:
-        while len(self.levels) <= k:
-            self.levels.append(cv2.pyrDown(self.levels[-1]))
-        return self.levels[k]
-
-
-def warp(image: np.ndarray | Pyramid, m: np.ndarray, size: int) -> np.ndarray:
+def warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` x ``size`` image of ``m`` (image -> crop coordinates).
 
-    Strong reductions sample a pyramid level, so bilinear sampling never
-    shrinks by more than 2x (no aliasing). Outside the image is filled by
+    Strong reductions first halve the needed region of the image k times with
+    a Gaussian pyramid (aligned to the whole image's pyramid grid), so that
+    bilinear sampling never shrinks by more than 2x: no aliasing, and the cost
+    follows the face's size, not the photo's. Outside the image is filled by
     replicating the border.
     """
-    pyramid = image if isinstance(image, Pyramid) else Pyramid(image)
-    scale = np.sqrt(abs(np.linalg.det(m[:, :2])))
     k = 0
-    while scale * 2 ** k < 0.5:
+    while np.sqrt(abs(np.linalg.det(m[:, :2]))) * 2 ** k < 0.5:
         k += 1
-    m_level = m.copy()
-    m_level[:, :2] *= 2 ** k  # level-k pixel i is centred on level-0 pixel i * 2**k
-    return cv2.warpAffine(pyramid.level(k), m_level, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    if k:
+        image, m = _reduced_region(image, m, size, k)
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop(image: np.ndarray | Pyramid, box: Box, size: int, context: float = 1.0) -> np.ndarray:
+def _reduced_region(image: np.ndarray, m: np.ndarray, size: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` that crop ``m`` samples, reduced k pyramid levels, and the matching matrix."""
+    step, margin = 2 ** k, 4 * 2 ** k
+    corners = apply_affine(invert_affine(m), np.array([[-1, -1], [size, -1], [-1, size], [size, size]]))
+    h, w = image.shape[:2]
+    x0, y0 = (np.clip(np.floor(corners.min(0)) - margin, 0, [w - 1, h - 1]) // step * step).astype(int)
+    x1, y1 = np.clip(np.ceil(corners.max(0)) + margin + 1, 1, [w, h]).astype(int)
+    region = image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    for _ in range(k):
+        region = cv2.pyrDown(region)
+    shifted = m.copy()
+    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    shifted[:, :2] *= step  # level-k pixel i is centred on level-0 pixel x0 + i * 2**k
+    return region, shifted
+
+
+def crop(image: np.ndarray, box: Box, size: int, context: float = 1.0) -> np.ndarray:
     """Crop ``box`` (plus ``context``) from ``image``, resized to ``round(size * context)`` square."""
     return warp(image, box_affine(box, size, context), round(size * context))
 

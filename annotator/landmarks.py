@@ -7,34 +7,57 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .crop import Box, Pyramid, apply_affine, box_affine, invert_affine, similarity, warp
+from .crop import Box, apply_affine, box_affine, invert_affine, similarity, warp
 from .network import FLIP_PERMUTATION, LandmarkNet
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "landmarks68.pt"
 
 
 def load_stages(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict]:
-    """The cascade's networks in eval mode, and the checkpoint's metadata (training commands, ...)."""
+    """The cascade's networks ready for inference, and the checkpoint's metadata (training commands, ...)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     stages = []
     for stage in ckpt["stages"]:
         net = LandmarkNet(**stage["config"])
         net.load_state_dict(stage["state_dict"])
-        stages.append(net.eval())
+        stages.append(for_inference(net))
     return stages, ckpt.get("meta", {})
 
 
-def predict_crops(net: LandmarkNet, crops: np.ndarray, flip: bool = False) -> np.ndarray:
-    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops, optionally mirror-averaged."""
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
+def for_inference(net: LandmarkNet) -> LandmarkNet:
+    """Eval mode, batch norm folded into the convolutions, channels-last layout (about 2x faster on CPU)."""
+    net.eval()
+    for module in list(net.modules()):
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                conv, bn = module._modules[a], module._modules[b]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    module._modules[a], module._modules[b] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return net.to(memory_format=torch.channels_last)
+
+
+def predict_crops(net: LandmarkNet, crops: np.ndarray, flip: bool = False, chunk: int = 128) -> np.ndarray:
+    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops, optionally mirror-averaged.
+
+    Runs ``chunk`` crops at a time: on CPU, batches that fit the caches are
+    faster per face than one huge batch.
+    """
+    out = []
     with torch.inference_mode():
-        rel = net(x)
-        if flip:
-            mirrored = net(x.flip(3))[:, FLIP_PERMUTATION]
-            mirrored[..., 0] = 1 - mirrored[..., 0]
-            rel = (rel + mirrored) / 2
-    return rel.numpy().astype(np.float64)
+        for i in range(0, len(crops), chunk):
+            x = torch.from_numpy(crops[i:i + chunk]).permute(0, 3, 1, 2).float()
+            x = x.contiguous(memory_format=torch.channels_last)
+            rel = net(x)
+            if flip:
+                mirrored = net(x.flip(3))[:, FLIP_PERMUTATION]
+                mirrored[..., 0] = 1 - mirrored[..., 0]
+                rel = (rel + mirrored) / 2
+            out.append(rel.numpy())
+    return np.concatenate(out).astype(np.float64)
 
 
 def frame_affine(net: LandmarkNet, box: Box, points: np.ndarray | None) -> np.ndarray:
@@ -60,14 +83,14 @@ class NetworkLandmarker:
 
     def predict_many(self, images: list[np.ndarray], boxes: list[list[Box]]) -> np.ndarray:
         """Points for the boxes of several images, all faces through each stage as one batch."""
-        faces = [(pyramid, b) for pyramid, bs in zip(map(Pyramid, images), boxes) for b in bs]
+        faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
         if not faces:
             return np.zeros((0, 68, 2))
         points = [None] * len(faces)
         for i, net in enumerate(self.stages):
             size = net.config["size"]
             ms = [frame_affine(net, b, p) for (_, b), p in zip(faces, points)]
-            crops = np.stack([warp(pyramid, m, size) for (pyramid, _), m in zip(faces, ms)])
+            crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             rel = predict_crops(net, crops, self.flip and i == len(self.stages) - 1)
             points = [apply_affine(invert_affine(m), r * size - 0.5) for m, r in zip(ms, rel)]
         return np.stack(points)
@@ -102,17 +125,17 @@ class DlibLandmarker:
         return np.array([[(p.x, p.y) for p in s.parts()] for s in shapes], dtype=np.float64)
 
 
-def make_landmarker(name: str = "network", weights: str | Path | None = None):
+def make_landmarker(name: str = "network", weights: str | Path | None = None, flip: bool | None = None):
     """``network`` (ours, packaged weights unless ``weights`` given) or ``dlib``."""
     if name == "dlib":
         return DlibLandmarker()
-    return NetworkLandmarker(weights or DEFAULT_WEIGHTS)
+    return NetworkLandmarker(weights or DEFAULT_WEIGHTS, flip)
 
 
 @lru_cache(maxsize=None)
-def cached_landmarker(name: str = "network", weights: str | None = None):
+def cached_landmarker(name: str = "network", weights: str | None = None, flip: bool | None = None):
     """One landmarker per worker process, torch and OpenCV on one thread (processes don't fight)."""
     import cv2
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    return make_landmarker(name, weights)
+    return make_landmarker(name, weights, flip)

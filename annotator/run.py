@@ -32,6 +32,7 @@ class Options:
     max_faces: int | None = None
     landmarker: str = "network"
     weights: str | None = None
+    flip: bool | None = None
     preview: Path | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -85,7 +86,7 @@ def _annotate(item: Item, opts: Options) -> Result:
         return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
     faces = detect(image, opts.upsample, opts.max_side, opts.max_faces)
-    points = cached_landmarker(opts.landmarker, opts.weights).predict(image, [f.box for f in faces])
+    points = cached_landmarker(opts.landmarker, opts.weights, opts.flip).predict(image, [f.box for f in faces])
     if opts.format == "json":
         records = [{"box": f.box, "score": f.score, "landmarks": p} for f, p in zip(faces, points)]
         atomic_write(item.output(opts.out, ".json"),
