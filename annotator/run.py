@@ -155,7 +155,7 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
     with open(journal_path, "w" if overwrite else "a", encoding="utf-8") as journal, \
             open(opts.out / FAILURE_LOG, "w", encoding="utf-8") as failures, \
             parallel_config(backend=backend):
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)(
+        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
             delayed(annotate_image)(item, opts) for item in todo())
         for r in results:
             summary.add(r)
