@@ -69,7 +69,7 @@ def base_affines(data: dict, frame: str, template: np.ndarray) -> np.ndarray:
 
 def batches(data: dict, bases: np.ndarray, batch: int, rng: np.random.Generator | None,
             jitter: tuple = JITTER["box"], occlude: float = 0.0) -> iter:
-    """(inputs, targets) float tensors; augmented and shuffled with ``rng``, in order without."""
+    """(inputs, targets, head indices) tensors; augmented and shuffled with ``rng``, in order without."""
     size, n = data["size"], len(data["crops"])
     order = rng.permutation(n) if rng is not None else np.arange(n)
     pts = context_points(data["targets"], size, data["context"])
@@ -97,14 +97,19 @@ def predict_cache(net: LandmarkNet, data: dict, batch: int = 256) -> np.ndarray:
         rel = np.concatenate([net(x).numpy() for x, _, _ in batches(data, bases, batch, None)])
     out = []
     for r, base, box in zip(rel.astype(np.float64), bases, data["boxes"]):
-        to_box = invert_affine(_image_to_context(box, size, data["context"]))
-        ctx = apply_affine(invert_affine(base), r * size - 0.5)
-        out.append(apply_affine(to_box, ctx))
+        in_context = apply_affine(invert_affine(base), r * size - 0.5)
+        out.append(apply_affine(invert_affine(box_affine(tuple(box), size, data["context"])), in_context))
     return np.stack(out)
 
 
-def _image_to_context(box, size: int, context: int) -> np.ndarray:
-    return box_affine(tuple(box), size, context)
+def new_network(data: dict, arch: str, width: int, frame: str, heads: int) -> LandmarkNet:
+    """A network whose input normalisation and mean shape come from the training ``data``."""
+    net = LandmarkNet(arch, data["size"], width, frame=frame, heads=heads)
+    crops = data["crops"].astype(np.float64)
+    net.mean.copy_(torch.tensor(crops.mean((0, 1, 2))).view(1, 3, 1, 1))
+    net.std.copy_(torch.tensor(crops.std((0, 1, 2))).view(1, 3, 1, 1))
+    net.mean_shape.copy_(torch.tensor(mean_shape(data["targets"], frame)))
+    return net
 
 
 def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: str = "cnn8",
@@ -123,12 +128,7 @@ def fit(train: list[str], out: str | Path, val: list[str] | None = None, arch: s
     val_data = merge_caches(val) if val else None
     size = data["size"]
     heads = 2 if other else 1
-    net = LandmarkNet(arch, size, width, frame=frame, heads=heads)
-    crops = data["crops"].astype(np.float64)
-    net.mean.copy_(torch.tensor(crops.mean((0, 1, 2))).view(1, 3, 1, 1))
-    net.std.copy_(torch.tensor(crops.std((0, 1, 2))).view(1, 3, 1, 1))
-    net.mean_shape.copy_(torch.tensor(mean_shape(data["targets"], frame)))
-    del crops
+    net = new_network(data, arch, width, frame, heads)
     bases = base_affines(data, frame, net.mean_shape.numpy().astype(np.float64))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = len(data["crops"]) // batch
