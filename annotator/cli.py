@@ -68,7 +68,8 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
     from .landmarks import make_landmarker
     from .run import FAILURE_LOG, Options, Summary, check_writable, run
 
-    for folder in filter(None, (out, preview)):
+    outputs = [folder for folder in (out, preview) if folder]
+    for folder in outputs:
         try:
             check_writable(folder)
         except OSError as e:
@@ -94,7 +95,7 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
     client = _dask_client(scheduler) if backend == "dask" else None
     summary = Summary()
     try:
-        run(walk(paths, exclude=[out, *filter(None, [preview])]), opts, jobs, backend, overwrite, on_result, summary)
+        run(walk(paths, exclude=outputs), opts, jobs, backend, overwrite, on_result, summary)
     except OSError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
