@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The exact commands that produced annotator/weights/landmarks68.pt (2 cores, no GPU: about 2 + 15 + 10 minutes).
+# The exact commands that produced annotator/weights/landmarks68.pt (2 cores, no GPU: about 2 + 15 + 10 minutes; see annotator/weights/README.md).
 # Usage: training/reproduce.sh [DATA_DIR]   (default ../shared/data). 300w/afw is held out for evaluation.
 set -euo pipefail
 DATA=${1:-../shared/data}
