@@ -48,8 +48,8 @@ def main() -> None:
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Network weights to use instead of the packaged ones.")
 @click.option("--flip/--no-flip", default=None,
-              help="Also run the network on the mirrored face and average (about 1.5x slower, "
-                   "slightly more accurate). Default: as the weights say.")
+              help="Also run the network on the mirrored face and average (about 1.6x the landmark "
+                   "cost, slightly more accurate). Default: as the weights say.")
 @click.option("--preview", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a JPEG per image with boxes and points drawn, under this folder.")
 @click.option("--overwrite", is_flag=True, help="Redo images already done by an earlier run into --out.")
@@ -65,7 +65,7 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
     from tqdm import tqdm
 
     from .discover import walk
-    from .landmarks import make_landmarker
+    from .landmarks import cached_landmarker
     from .run import FAILURE_LOG, Options, Summary, check_writable, run
 
     outputs = [folder for folder in (out, preview) if folder]
@@ -74,8 +74,8 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
             check_writable(folder)
         except OSError as e:
             raise click.ClickException(str(e)) from None
-    try:  # fail once, here, rather than on every image in the workers
-        make_landmarker(landmarker, weights, flip)
+    try:  # fail once, here, rather than on every image; with -j 1 this is the landmarker the run uses
+        cached_landmarker(landmarker, weights, flip)
     except Exception as e:
         source = f" from {weights}" if weights and landmarker == "network" else ""
         raise click.ClickException(f"cannot load the {landmarker} landmarker{source}: "

@@ -57,7 +57,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "images"
             make_tree(root, n)
-            runs = [[f"-j", str(j)] for j in a.jobs] + ([["--backend", "dask"]] if a.dask else [])
+            runs = [["-j", str(j)] for j in a.jobs] + ([["--backend", "dask"]] if a.dask else [])
             for args in runs:
                 secs, rss = run(root, Path(tmp) / ("out" + "".join(args)), args)
                 print(f"| {n} | {' '.join(args)} | {n / secs:.0f} | {rss:.0f} |", flush=True)
