@@ -41,23 +41,34 @@ def for_inference(net: LandmarkNet) -> LandmarkNet:
 
 
 def predict_crops(net: LandmarkNet, crops: np.ndarray, flip: bool = False, chunk: int = 128) -> np.ndarray:
-    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops, optionally mirror-averaged.
+    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops, optionally mirror-averaged."""
+    rel, mirrored = predict_both(net, crops, chunk) if flip else (predict_plain(net, crops, chunk), None)
+    return rel if mirrored is None else (rel + mirrored) / 2
 
-    Runs ``chunk`` crops at a time: on CPU, batches that fit the caches are
-    faster per face than one huge batch.
-    """
+
+def _batched(net: LandmarkNet, crops: np.ndarray, chunk: int, mirror: bool) -> np.ndarray:
+    """Runs ``chunk`` crops at a time: on CPU, batches that fit the caches are faster per face."""
     out = []
     with torch.inference_mode():
         for i in range(0, len(crops), chunk):
             x = torch.from_numpy(crops[i:i + chunk]).permute(0, 3, 1, 2).float()
             x = x.contiguous(memory_format=torch.channels_last)
-            rel = net(x)
-            if flip:
-                mirrored = net(x.flip(3))[:, FLIP_PERMUTATION]
-                mirrored[..., 0] = 1 - mirrored[..., 0]
-                rel = (rel + mirrored) / 2
+            rel = net(x.flip(3) if mirror else x)
+            if mirror:
+                rel = rel[:, FLIP_PERMUTATION]
+                rel[..., 0] = 1 - rel[..., 0]
             out.append(rel.numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+def predict_plain(net: LandmarkNet, crops: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops."""
+    return _batched(net, crops, chunk, mirror=False)
+
+
+def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Crop-relative points of the crops and of their mirror images (mapped back to the crops)."""
+    return _batched(net, crops, chunk, mirror=False), _batched(net, crops, chunk, mirror=True)
 
 
 def frame_affine(net: LandmarkNet, box: Box, points: np.ndarray | None) -> np.ndarray:
@@ -83,17 +94,60 @@ class NetworkLandmarker:
 
     def predict_many(self, images: list[np.ndarray], boxes: list[list[Box]]) -> np.ndarray:
         """Points for the boxes of several images, all faces through each stage as one batch."""
+        return self.predict_with_error(images, boxes)[0]
+
+    def predict_with_error(self, images: list[np.ndarray], boxes: list[list[Box]]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 68, 2) points and (N,) expected errors for the boxes of several images.
+
+        The last stage always sees the face and its mirror image: how much the
+        two disagree, and how far the last stage moved the points, predict the
+        error (see :func:`expected_error`).
+        """
         faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
         if not faces:
-            return np.zeros((0, 68, 2))
+            return np.zeros((0, 68, 2)), np.zeros(0)
         points = [None] * len(faces)
         for i, net in enumerate(self.stages):
             size = net.config["size"]
             ms = [frame_affine(net, b, p) for (_, b), p in zip(faces, points)]
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
-            rel = predict_crops(net, crops, self.flip and i == len(self.stages) - 1)
-            points = [apply_affine(invert_affine(m), r * size - 0.5) for m, r in zip(ms, rel)]
-        return np.stack(points)
+            back = [invert_affine(m) for m in ms]
+            if i < len(self.stages) - 1:
+                rel = predict_plain(net, crops)
+                points = [apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)]
+                continue
+            previous = np.stack(points) if i else None
+            rel, mirrored = predict_both(net, crops)
+            plain = np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)])
+            mirror = np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, mirrored)])
+        final = (plain + mirror) / 2 if self.flip else plain
+        return final, expected_error(plain, mirror, previous, self.meta.get("error_model"))
+
+
+def _spread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean point distance between two (N, 68, 2) predictions over sqrt(area of ``b``'s points' box)."""
+    span = b.max(1) - b.min(1)
+    return np.linalg.norm(a - b, axis=2).mean(1) / np.sqrt(np.maximum(span[:, 0] * span[:, 1], 1e-9))
+
+
+def error_features(plain: np.ndarray, mirror: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """(N, 2) log disagreements: face vs mirror image, last stage vs the stage before it."""
+    flip = _spread(plain, (plain + mirror) / 2)
+    moved = _spread(previous, plain) if previous is not None else flip
+    return np.log(np.stack([flip, moved], 1) + 1e-4)
+
+
+def expected_error(plain: np.ndarray, mirror: np.ndarray, previous: np.ndarray | None,
+                   model: dict | None = None) -> np.ndarray:
+    """Per-face expected error in the accuracy metric's units (mean error / sqrt(area of the points' box)).
+
+    A log-linear model of the disagreement features, fitted on held-out faces
+    by ``annotate train calibrate`` and stored in the weights' metadata.
+    """
+    model = model or {"coef": [1.0, 0.0], "intercept": 0.0}
+    log_error = error_features(plain, mirror, previous) @ np.asarray(model["coef"]) + model["intercept"]
+    return np.exp(log_error)
 
 
 def dlib_model_path() -> Path:
@@ -114,6 +168,13 @@ class DlibLandmarker:
     """dlib's own 68-point ensemble-of-regression-trees model, for comparison."""
 
     name = "dlib"
+
+    def predict_with_error(self, images: list[np.ndarray], boxes: list[list[Box]]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """Points for the boxes of several images; dlib gives no error estimate (NaN)."""
+        points = [self.predict(image, bs) for image, bs in zip(images, boxes)]
+        points = np.concatenate(points) if points else np.zeros((0, 68, 2))
+        return points, np.full(len(points), np.nan)
 
     def predict(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         import cv2

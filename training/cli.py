@@ -13,14 +13,19 @@ from annotator.landmarks import DEFAULT_WEIGHTS
 
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Cache file (.npz) to write.")
-@click.option("--size", default=62, show_default=True, help="Network input size in pixels (even).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Cache file (.npz) to write; with several --size, a name containing {size}.")
+@click.option("--size", "sizes", multiple=True, type=int, default=[62], show_default=True,
+              help="Network input size in pixels (even); repeat for one cache per size from one detection pass.")
 @click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling, as in annotate.")
+@click.option("--part", type=click.Choice(["all", "train", "holdout"]), default="all", show_default=True,
+              help="Every face, the training part, or the fixed held-out 15% of photos (by a hash of the "
+                   "photo's name; a photo's faces stay together).")
 @click.option("-j", "--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
-def prepare(folders, out, size, upsample, jobs) -> None:
+def prepare(folders, out, sizes, upsample, part, jobs) -> None:
     """Detect and crop the 68-point faces of 300-W style FOLDERS into one cache file."""
     from .prepare import prepare as run
-    counts = run(list(folders), out, size, upsample, jobs)
+    counts = run(list(folders), out, tuple(sizes), upsample, jobs, part)
     click.echo(f"{counts['kept']} faces kept, {counts['missed']} detector misses, "
                f"{counts['skipped']} files skipped (not 68 points) -> {out}")
 

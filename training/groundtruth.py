@@ -1,6 +1,8 @@
-"""Ground-truth folders: images with a ``.pts`` of the same stem (300-W layout)."""
+"""Ground-truth folders: images with a ``.pts`` of the same stem (300-W layout), and the held-out slice."""
 from __future__ import annotations
 
+import re
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -9,13 +11,33 @@ import numpy as np
 from annotator.discover import IMAGE_EXTENSIONS
 from annotator.formats import read_pts
 
+HOLDOUT = 0.15  # share of photos held out for validation (``part="holdout"``)
+PARTS = ("all", "train", "holdout")
 
-def labelled_images(folder: str | Path) -> Iterator[tuple[Path, Path]]:
-    """(image, pts) pairs under ``folder``, sorted, walked recursively."""
+
+def photo_of(image: Path) -> str:
+    """The photo a face file comes from: 300-W stores one copy per face as ``<photo>_<k>`` (k < 100)."""
+    return re.sub(r"_\d{1,2}$", "", image.stem)
+
+
+def in_holdout(image: Path) -> bool:
+    """Whether ``image``'s photo is in the fixed held-out slice (a stable hash of the photo's name)."""
+    return zlib.crc32(photo_of(image).encode()) % 10_000 < HOLDOUT * 10_000
+
+
+def labelled_images(folder: str | Path, part: str = "all") -> Iterator[tuple[Path, Path]]:
+    """(image, pts) pairs under ``folder``, sorted, walked recursively.
+
+    ``part`` keeps every face (``all``), the training part (``train``) or the
+    held-out slice of photos (``holdout``); a photo's faces are never split.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}")
     for pts in sorted(Path(folder).rglob("*.pts")):
         for image in sorted(pts.parent.glob(pts.stem + ".*")):
             if image.suffix.lower() in IMAGE_EXTENSIONS:
-                yield image, pts
+                if part == "all" or in_holdout(image) == (part == "holdout"):
+                    yield image, pts
                 break
 
 

@@ -15,7 +15,7 @@ from .groundtruth import labelled_images, read_68
 CONTEXT = 2  # cached crops are twice the box, so augmentation can shift, scale and rotate
 
 
-def _face(image_path: Path, pts_path: Path, size: int, upsample: int) -> dict:
+def _face(image_path: Path, pts_path: Path, sizes: tuple[int, ...], upsample: int) -> dict:
     points = read_68(pts_path)
     if points is None:
         return {"status": "skipped"}
@@ -23,30 +23,38 @@ def _face(image_path: Path, pts_path: Path, size: int, upsample: int) -> dict:
     face = face_containing(detect(image, upsample), points)
     if face is None:
         return {"status": "missed"}
-    return {"status": "kept", "crop": crop(image, face.box, size, CONTEXT), "box": face.box,
+    return {"status": "kept", "crops": [crop(image, face.box, s, CONTEXT) for s in sizes], "box": face.box,
             "points": points, "path": str(image_path)}
 
 
-def prepare(folders: list[str], out: str | Path, size: int = 62, upsample: int = 1,
-            jobs: int = -1) -> dict[str, int]:
-    """Detect, crop and cache every 68-point face under ``folders``; returns counts."""
-    if size % 2:
-        raise ValueError("crop size must be even (the cached crop centres it exactly)")
-    pairs = [p for folder in folders for p in labelled_images(folder)]
+def cache_path(out: str | Path, size: int) -> Path:
+    """``out`` with ``{size}`` filled in (needed when one detection pass writes several sizes)."""
+    return Path(str(out).replace("{size}", str(size)))
+
+
+def prepare(folders: list[str], out: str | Path, sizes: tuple[int, ...] = (62,), upsample: int = 1,
+            jobs: int = -1, part: str = "all") -> dict[str, int]:
+    """Detect, crop and cache every 68-point face under ``folders`` (one cache per crop size); returns counts."""
+    if any(s % 2 for s in sizes):
+        raise ValueError("crop sizes must be even (the cached crop centres them exactly)")
+    if len(sizes) > 1 and "{size}" not in str(out):
+        raise ValueError("with several sizes, --out must contain {size}")
+    pairs = [p for folder in folders for p in labelled_images(folder, part)]
     results = Parallel(n_jobs=jobs, batch_size=8)(
-        delayed(_face)(image, pts, size, upsample) for image, pts in pairs)
+        delayed(_face)(image, pts, tuple(sizes), upsample) for image, pts in pairs)
     kept = [r for r in results if r["status"] == "kept"]
     counts = {s: sum(r["status"] == s for r in results) for s in ("kept", "missed", "skipped")}
     if not kept:
         raise ValueError(f"no faces kept from {folders}: {counts}")
     boxes = np.array([r["box"] for r in kept], dtype=np.int64)
     points = np.stack([r["points"] for r in kept])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, crops=np.stack([r["crop"] for r in kept]), boxes=boxes, points=points,
-             targets=np.stack([to_box_relative(p, tuple(b)) for p, b in zip(points, boxes)]),
-             paths=np.array([r["path"] for r in kept]), size=size, context=CONTEXT,
-             upsample=upsample)
+    targets = np.stack([to_box_relative(p, tuple(b)) for p, b in zip(points, boxes)])
+    for i, size in enumerate(sizes):
+        path = cache_path(out, size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, crops=np.stack([r["crops"][i] for r in kept]), boxes=boxes, points=points,
+                 targets=targets, paths=np.array([r["path"] for r in kept]), size=size, context=CONTEXT,
+                 upsample=upsample)
     return counts
 
 
