@@ -40,12 +40,6 @@ def for_inference(net: LandmarkNet) -> LandmarkNet:
     return net.to(memory_format=torch.channels_last)
 
 
-def predict_crops(net: LandmarkNet, crops: np.ndarray, flip: bool = False, chunk: int = 128) -> np.ndarray:
-    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops, optionally mirror-averaged."""
-    rel, mirrored = predict_both(net, crops, chunk) if flip else (predict_plain(net, crops, chunk), None)
-    return rel if mirrored is None else (rel + mirrored) / 2
-
-
 def _batched(net: LandmarkNet, crops: np.ndarray, chunk: int, mirror: bool) -> np.ndarray:
     """Runs ``chunk`` crops at a time: on CPU, batches that fit the caches are faster per face."""
     out = []
@@ -98,31 +92,35 @@ class NetworkLandmarker:
 
     def predict_with_error(self, images: list[np.ndarray], boxes: list[list[Box]]
                            ) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 68, 2) points and (N,) expected errors for the boxes of several images.
+        """(N, 68, 2) points and (N,) expected errors for the boxes of several images."""
+        points, features = self.predict_with_features(images, boxes)
+        return points, expected_error(features, self.meta.get("error_model"))
+
+    def predict_with_features(self, images: list[np.ndarray], boxes: list[list[Box]]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 68, 2) points and the (N, 2) features the error estimate is computed from.
 
         The last stage always sees the face and its mirror image: how much the
         two disagree, and how far the last stage moved the points, predict the
-        error (see :func:`expected_error`).
+        error (see :func:`error_features`).
         """
         faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
         if not faces:
-            return np.zeros((0, 68, 2)), np.zeros(0)
-        points = [None] * len(faces)
+            return np.zeros((0, 68, 2)), np.zeros((0, 2))
+        points, previous = [None] * len(faces), None
         for i, net in enumerate(self.stages):
+            last = i == len(self.stages) - 1
             size = net.config["size"]
             ms = [frame_affine(net, b, p) for (_, b), p in zip(faces, points)]
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             back = [invert_affine(m) for m in ms]
-            if i < len(self.stages) - 1:
-                rel = predict_plain(net, crops)
-                points = [apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)]
-                continue
+            rel, mirrored = predict_both(net, crops) if last else (predict_plain(net, crops), None)
             previous = np.stack(points) if i else None
-            rel, mirrored = predict_both(net, crops)
-            plain = np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)])
-            mirror = np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, mirrored)])
+            points = [apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)]
+        plain = np.stack(points)
+        mirror = np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, mirrored)])
         final = (plain + mirror) / 2 if self.flip else plain
-        return final, expected_error(plain, mirror, previous, self.meta.get("error_model"))
+        return final, error_features(plain, mirror, previous)
 
 
 def _spread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,22 +130,20 @@ def _spread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def error_features(plain: np.ndarray, mirror: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    """(N, 2) log disagreements: face vs mirror image, last stage vs the stage before it."""
-    flip = _spread(plain, (plain + mirror) / 2)
+    """(N, 2) log disagreements: face vs its mirror image, last stage vs the stage before it."""
+    flip = _spread(mirror, plain)
     moved = _spread(previous, plain) if previous is not None else flip
     return np.log(np.stack([flip, moved], 1) + 1e-4)
 
 
-def expected_error(plain: np.ndarray, mirror: np.ndarray, previous: np.ndarray | None,
-                   model: dict | None = None) -> np.ndarray:
+def expected_error(features: np.ndarray, model: dict | None = None) -> np.ndarray:
     """Per-face expected error in the accuracy metric's units (mean error / sqrt(area of the points' box)).
 
-    A log-linear model of the disagreement features, fitted on held-out faces
-    by ``annotate train calibrate`` and stored in the weights' metadata.
+    A log-linear model of :func:`error_features`, fitted on held-out faces by
+    ``annotate train calibrate`` and stored in the weights' metadata.
     """
     model = model or {"coef": [1.0, 0.0], "intercept": 0.0}
-    log_error = error_features(plain, mirror, previous) @ np.asarray(model["coef"]) + model["intercept"]
-    return np.exp(log_error)
+    return np.exp(features @ np.asarray(model["coef"]) + model["intercept"])
 
 
 def dlib_model_path() -> Path:
@@ -159,15 +155,18 @@ def dlib_model_path() -> Path:
 
 
 @lru_cache(maxsize=None)
-def _shape_predictor():
+def _shape_predictor(model: str | None = None):
     import dlib
-    return dlib.shape_predictor(str(dlib_model_path()))
+    return dlib.shape_predictor(model or str(dlib_model_path()))
 
 
 class DlibLandmarker:
-    """dlib's own 68-point ensemble-of-regression-trees model, for comparison."""
+    """dlib's 68-point ensemble-of-regression-trees model (its own, or another ``.dat``), for comparison."""
 
     name = "dlib"
+
+    def __init__(self, model: str | Path | None = None):
+        self.model = str(model) if model else None
 
     def predict_with_error(self, images: list[np.ndarray], boxes: list[list[Box]]
                            ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,14 +181,14 @@ class DlibLandmarker:
         if not boxes:
             return np.zeros((0, 68, 2))
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        shapes = [_shape_predictor()(rgb, dlib.rectangle(*b)) for b in boxes]
+        shapes = [_shape_predictor(self.model)(rgb, dlib.rectangle(*b)) for b in boxes]
         return np.array([[(p.x, p.y) for p in s.parts()] for s in shapes], dtype=np.float64)
 
 
 def make_landmarker(name: str = "network", weights: str | Path | None = None, flip: bool | None = None):
-    """``network`` (ours, packaged weights unless ``weights`` given) or ``dlib``."""
+    """``network`` (ours, packaged weights unless ``weights`` given) or ``dlib`` (its model unless a .dat given)."""
     if name == "dlib":
-        return DlibLandmarker()
+        return DlibLandmarker(weights)
     return NetworkLandmarker(weights or DEFAULT_WEIGHTS, flip)
 
 

@@ -63,21 +63,50 @@ def fit(caches, val, arch, width, out, epochs, batch, lr, weight_decay, loss, se
 
 @click.command()
 @click.argument("weights", type=click.Path(exists=True))
-@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--holdout-of", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Ground-truth folder of which only the held-out 15% of photos is scored (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
-@click.option("--upsample", default=1, show_default=True)
-@click.option("--max-side", type=int, default=None)
-@click.option("-j", "--jobs", default=-1, show_default=True)
-def evaluate(weights, folders, out, upsample, max_side, jobs) -> None:
+@click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling for the boxes.")
+@click.option("--max-side", type=int, default=None, help="Detect on a copy shrunk to this longest side.")
+@click.option("--train-dlib", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Also train dlib's shape predictor on the training part of these folders (mirrored, same "
+                   "detector boxes; OUT/dlib_trained.dat, reused if present) and score it beside ours.")
+@click.option("-j", "--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, jobs) -> None:
     """Compare WEIGHTS (a run folder or .pt) with dlib on ground-truth FOLDERS: CED plots and a table."""
     from .evaluate import evaluate as run
     from .evaluate import markdown_table
     from .export import export as do_export
+    if not folders and not holdout_of:
+        raise click.UsageError("give ground-truth FOLDERS or --holdout-of")
     path = Path(weights)
     if path.is_dir():  # a run folder: export it beside the report first
         path = do_export([path], Path(out) / "weights.pt")
-    report = run(str(path), list(folders), out, upsample, max_side, jobs)
+    trained = None
+    if train_dlib:
+        trained = Path(out) / "dlib_trained.dat"
+        if not trained.exists():
+            from .dlib_trainer import train_dlib as do_train
+            click.echo(f"training dlib's shape predictor on {', '.join(train_dlib)} ...", err=True)
+            do_train(list(train_dlib), trained, upsample, jobs)
+    report = run(str(path), list(folders), out, upsample, max_side, jobs, list(holdout_of), trained)
     click.echo(markdown_table(report))
+
+
+@click.command()
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False))
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--holdout-of", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Ground-truth folder of which only the held-out 15% of photos is used (repeatable).")
+@click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling for the boxes.")
+@click.option("-j", "--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+def calibrate(weights, folders, holdout_of, upsample, jobs) -> None:
+    """Fit WEIGHTS' per-face expected error on held-out faces and store the fit in WEIGHTS."""
+    from .calibrate import calibrate as run
+    if not folders and not holdout_of:
+        raise click.UsageError("give ground-truth FOLDERS or --holdout-of")
+    click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs)))
 
 
 @click.command()
@@ -93,5 +122,5 @@ def export(runs, dest, no_flip) -> None:
 
 def add_commands(group: click.Group) -> None:
     """Attach the training commands to ``annotate train``."""
-    for command in (prepare, fit, evaluate, export):
+    for command in (prepare, fit, evaluate, calibrate, export):
         group.add_command(command)

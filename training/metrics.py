@@ -25,3 +25,17 @@ def summarise(errors: np.ndarray, threshold: float = THRESHOLD) -> dict[str, flo
     auc = float(np.sum((share[1:] + share[:-1]) / 2 * np.diff(t)) / threshold)
     return {"faces": int(len(errors)), "auc": auc, "mean": float(np.mean(errors)),
             "median": float(np.median(errors)), "failure_rate": float(np.mean(errors > threshold))}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (ties broken by order; errors are continuous)."""
+    ra, rb = (np.argsort(np.argsort(x)).astype(float) for x in (a, b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def worst_caught(expected: np.ndarray, true: np.ndarray, share: float = 0.1) -> float:
+    """Share of the truly worst ``share`` of faces that are among the ``share`` with the highest ``expected``."""
+    k = max(1, round(share * len(true)))
+    worst = set(np.argsort(-true)[:k])
+    flagged = set(np.argsort(-expected)[:k])
+    return len(worst & flagged) / k
