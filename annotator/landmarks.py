@@ -55,11 +55,6 @@ def _batched(net: LandmarkNet, crops: np.ndarray, chunk: int, mirror: bool) -> n
     return np.concatenate(out).astype(np.float64)
 
 
-def predict_plain(net: LandmarkNet, crops: np.ndarray, chunk: int = 128) -> np.ndarray:
-    """(N, 68, 2) crop-relative points for (N, S, S, 3) uint8 crops."""
-    return _batched(net, crops, chunk, mirror=False)
-
-
 def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Crop-relative points of the crops and of their mirror images (mapped back to the crops)."""
     return _batched(net, crops, chunk, mirror=False), _batched(net, crops, chunk, mirror=True)
@@ -98,29 +93,27 @@ class NetworkLandmarker:
 
     def predict_with_features(self, images: list[np.ndarray], boxes: list[list[Box]]
                               ) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 68, 2) points and the (N, 2) features the error estimate is computed from.
+        """(N, 68, 2) points and the (N, 3) features the error estimate is computed from.
 
-        The last stage always sees the face and its mirror image: how much the
-        two disagree, and how far the last stage moved the points, predict the
-        error (see :func:`error_features`).
+        Every stage sees each face and its mirror image and passes on their
+        average; how much the two disagree, and how far the last stage moved the
+        points, predict the error (see :func:`error_features`).
         """
         faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
         if not faces:
-            return np.zeros((0, 68, 2)), np.zeros((0, 2))
-        points, previous = [None] * len(faces), None
-        for i, net in enumerate(self.stages):
-            last = i == len(self.stages) - 1
+            return np.zeros((0, 68, 2)), np.zeros((0, 3))
+        points, outputs = [None] * len(faces), []
+        for net in self.stages:
             size = net.config["size"]
             ms = [frame_affine(net, b, p) for (_, b), p in zip(faces, points)]
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             back = [invert_affine(m) for m in ms]
-            rel, mirrored = predict_both(net, crops) if last else (predict_plain(net, crops), None)
-            previous = np.stack(points) if i else None
-            points = [apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)]
-        plain = np.stack(points)
-        mirror = np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, mirrored)])
-        final = (plain + mirror) / 2 if self.flip else plain
-        return final, error_features(plain, mirror, previous)
+            pair = [np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)])
+                    for rel in predict_both(net, crops)]
+            outputs.append(pair)
+            points = list((pair[0] + pair[1]) / 2)
+        final = np.stack(points) if self.flip else outputs[-1][0]
+        return final, error_features(outputs)
 
 
 def _spread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -129,11 +122,15 @@ def _spread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(a - b, axis=2).mean(1) / np.sqrt(np.maximum(span[:, 0] * span[:, 1], 1e-9))
 
 
-def error_features(plain: np.ndarray, mirror: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    """(N, 2) log disagreements: face vs its mirror image, last stage vs the stage before it."""
-    flip = _spread(mirror, plain)
-    moved = _spread(previous, plain) if previous is not None else flip
-    return np.log(np.stack([flip, moved], 1) + 1e-4)
+def error_features(outputs: list[list[np.ndarray]]) -> np.ndarray:
+    """(N, 3) log disagreements from each stage's (plain, mirrored) points.
+
+    Face vs mirror image in the last stage and in the first, and the first
+    stage's average vs the last stage's.
+    """
+    (first, first_m), (last, last_m) = outputs[0], outputs[-1]
+    spreads = [_spread(last_m, last), _spread(first_m, first), _spread((first + first_m) / 2, (last + last_m) / 2)]
+    return np.log(np.stack(spreads, 1) + 1e-4)
 
 
 def expected_error(features: np.ndarray, model: dict | None = None) -> np.ndarray:
@@ -142,7 +139,7 @@ def expected_error(features: np.ndarray, model: dict | None = None) -> np.ndarra
     A log-linear model of :func:`error_features`, fitted on held-out faces by
     ``annotate train calibrate`` and stored in the weights' metadata.
     """
-    model = model or {"coef": [1.0, 0.0], "intercept": 0.0}
+    model = model or {"coef": [1.0, 0.0, 0.0], "intercept": 0.0}
     return np.exp(features @ np.asarray(model["coef"]) + model["intercept"])
 
 
