@@ -15,7 +15,7 @@ class ImageError(Exception):
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, BMP, GIF or WebP header, without decoding; None if unknown."""
+    """(width, height) from a PNG, JPEG, BMP, GIF, TIFF or WebP header, without decoding; None if unknown."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:2] == b"BM" and len(data) >= 26:
@@ -35,14 +35,19 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             return w & 0x3FFF, h & 0x3FFF
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _tiff_size(data)
     return None
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     i = 2
     while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
+        if data[i] != 0xFF:  # stray bytes between segments: skip to the next marker, as libjpeg does
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return None
+            continue
         marker = data[i + 1]
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
             i += 1 if marker == 0xFF else 2
@@ -53,6 +58,27 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             return w, h
         i += 2 + length
     return None
+
+
+_TIFF_INTS = {3: "H", 4: "I", 16: "Q"}  # TIFF field types SHORT, LONG, LONG8
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height tags of the first image file directory (the page OpenCV decodes)."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 64-bit offsets and counts
+    count, entry, value = ("Q", 20, 12) if big else ("H", 12, 8)
+    size = {}
+    try:
+        ifd = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)[0]
+        n = struct.unpack_from(order + count, data, ifd)[0]
+        for at in range(ifd + struct.calcsize(count), ifd + struct.calcsize(count) + n * entry, entry):
+            tag, kind = struct.unpack_from(order + "HH", data, at)
+            if tag in (256, 257) and kind in _TIFF_INTS:
+                size[tag] = struct.unpack_from(order + _TIFF_INTS[kind], data, at + value)[0]
+    except struct.error:  # offsets past the end of the file
+        return None
+    return (size[256], size[257]) if len(size) == 2 else None
 
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -70,7 +96,9 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if not data:
         raise ImageError("empty file (0 bytes)")
     size = header_size(data)
-    if size and size[0] * size[1] > max_pixels:
+    if size is None:  # nothing is decoded whose size is unknown: a decompression bomb could hide there
+        raise ImageError("not a decodable image (unknown format or corrupt header)")
+    if size[0] * size[1] > max_pixels:
         raise ImageError(f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} "
                          "(raise it with --max-pixels)")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:

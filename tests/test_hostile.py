@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from annotator.formats import read_pts
+from annotator.images import header_size
 from conftest import annotate
 
 FACE = "1051618982_1"
@@ -91,6 +92,37 @@ def test_decompression_bomb_refused(tmp_path, photos):
     assert "bomb.png" in result.stderr and "over the limit" in result.stderr
     small = annotate(photos, "--out", tmp_path / "limited", "--max-pixels", "1000", check=False)
     assert small.returncode == 1 and "over the limit of 1,000" in (tmp_path / "limited" / "failures.log").read_text()
+
+
+def _tiff_header_only(width: int, height: int, order: str, big: bool) -> bytes:
+    """A TIFF (BigTIFF if ``big``) whose one directory says width x height, with no pixel data."""
+    mark = b"II" if order == "<" else b"MM"
+    if big:
+        tags = b"".join(struct.pack(order + "HHQQ", tag, 16, 1, v) for tag, v in ((256, width), (257, height)))
+        return mark + struct.pack(order + "HHHQQ", 43, 8, 0, 16, 2) + tags + bytes(8)
+    tags = b"".join(struct.pack(order + "HHII", tag, 4, 1, v) for tag, v in ((256, width), (257, height)))
+    return mark + struct.pack(order + "HIH", 42, 8, 2) + tags + bytes(4)
+
+
+def test_tiff_bombs_refused_from_header_and_real_tiff_annotated(tmp_path, face):
+    def write(folder):
+        for name, order, big in [("le", "<", False), ("be", ">", False), ("big", "<", True)]:
+            (folder / f"bomb_{name}.tif").write_bytes(_tiff_header_only(70000, 50000, order, big))
+        Image.fromarray(cv2.cvtColor(face, cv2.COLOR_BGR2RGB)).save(folder / "face.tiff", compression="tiff_lzw")
+
+    result, out = run_one(tmp_path, write)
+    assert result.returncode == 1 and "3 failed" in result.stderr
+    for name in ("le", "be", "big"):
+        assert f"bomb_{name}.tif: 70000x50000 pixels is over the limit" in result.stderr
+    assert len(read_pts(out / "face.pts")) == 68
+
+
+@pytest.mark.parametrize("mode, options", [("RGB", {}), ("RGB", {"big_tiff": True}), ("I;16B", {})])
+def test_tiff_header_size_matches_pillow(tmp_path, mode, options):
+    path = tmp_path / "x.tif"
+    Image.new(mode, (321, 123)).save(path, **options)
+    assert path.read_bytes()[:2] == (b"MM" if mode == "I;16B" else b"II")
+    assert header_size(path.read_bytes()) == (321, 123)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
