@@ -62,11 +62,8 @@ def main() -> None:
 def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker, weights, flip, preview,
                 overwrite, max_pixels, backend, scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
-    from tqdm import tqdm
-
-    from .discover import walk
-    from .landmarks import cached_landmarker
-    from .run import FAILURE_LOG, Options, Summary, check_writable, run
+    from .lock import OutputBusy, lock_output
+    from .run import Options, check_writable
 
     outputs = [folder for folder in (out, preview) if folder]
     for folder in outputs:
@@ -74,14 +71,29 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
             check_writable(folder)
         except OSError as e:
             raise click.ClickException(str(e)) from None
-    try:  # fail once, here, rather than on every image; with -j 1 this is the landmarker the run uses
-        cached_landmarker(landmarker, weights, flip)
-    except Exception as e:
-        source = f" from {weights}" if weights and landmarker == "network" else ""
-        raise click.ClickException(f"cannot load the {landmarker} landmarker{source}: "
-                                   f"{type(e).__name__}: {e}") from None
     opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, max_faces=max_faces,
                    landmarker=landmarker, weights=weights, flip=flip, preview=preview, max_pixels=max_pixels)
+    try:
+        with lock_output(out):
+            _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet)
+    except OutputBusy as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) -> None:
+    """Check the landmarker once, run with a progress bar, print the summary, exit with the status."""
+    from tqdm import tqdm
+
+    from .discover import walk
+    from .landmarks import cached_landmarker
+    from .run import FAILURE_LOG, Summary, run
+
+    try:  # fail once, here, rather than on every image; with -j 1 this is the landmarker the run uses
+        cached_landmarker(opts.landmarker, opts.weights, opts.flip)
+    except Exception as e:
+        source = f" from {opts.weights}" if opts.weights and opts.landmarker == "network" else ""
+        raise click.ClickException(f"cannot load the {opts.landmarker} landmarker{source}: "
+                                   f"{type(e).__name__}: {e}") from None
     bar = tqdm(unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
     def on_result(r, summary):
@@ -108,7 +120,7 @@ def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker
             client.close()
     click.echo(summary.line(), err=True)
     if summary.failed:
-        click.echo(f"{summary.failed} images failed; see {out / FAILURE_LOG}", err=True)
+        click.echo(f"{summary.failed} images failed; see {opts.out / FAILURE_LOG}", err=True)
         sys.exit(1)
 
 

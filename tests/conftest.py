@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,36 @@ def annotate(*args: str | Path, check: bool = True) -> subprocess.CompletedProce
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+def many_photos(photos: Path, tmp_path: Path, copies: int = 10) -> Path:
+    """``copies`` folders, each with the test photos: 4 * copies images."""
+    folder = tmp_path / "many"
+    for i in range(copies):
+        sub = folder / f"part{i}"
+        sub.mkdir(parents=True)
+        for stem in PHOTOS:
+            shutil.copy(photos / f"{stem}.jpg", sub / f"{stem}.jpg")
+    return folder
+
+
+def start_annotate(*args: str | Path, env: dict | None = None) -> subprocess.Popen:
+    """Start the real ``annotate`` command line in the background."""
+    return subprocess.Popen([sys.executable, "-m", "annotator", *map(str, args)], env=env, text=True,
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def wait_for_journal(proc: subprocess.Popen, out: Path, lines: int, fmt: str = "pts") -> None:
+    """Wait until the run ``proc`` has recorded ``lines`` images as done in ``out`` (or has ended)."""
+    journal = out / f".annotate-done-{fmt}.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.05)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Wait for ``proc`` to end and return its exit status and output."""
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -1,40 +1,21 @@
 """A killed run loses nothing: the rerun completes it exactly as an uninterrupted run would."""
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-from conftest import PHOTOS, annotate
+from conftest import annotate, finish, many_photos, start_annotate, wait_for_journal
 from test_annotate import outputs
-
-
-def many_photos(photos: Path, tmp_path: Path, copies: int = 10) -> Path:
-    folder = tmp_path / "many"
-    for i in range(copies):
-        sub = folder / f"part{i}"
-        sub.mkdir(parents=True)
-        for stem in PHOTOS:
-            shutil.copy(photos / f"{stem}.jpg", sub / f"{stem}.jpg")
-    return folder
 
 
 def start_and_stop(folder: Path, out: Path, sig: int, after: int) -> subprocess.CompletedProcess:
     """Start annotate, send ``sig`` once ``after`` images are done, return the finished process."""
-    proc = subprocess.Popen([sys.executable, "-m", "annotator", folder, "--out", out, "-j", "1"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    journal = out / ".annotate-done-pts.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= after:
-            proc.send_signal(sig)
-            break
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    proc = start_annotate(folder, "--out", out, "-j", "1")
+    wait_for_journal(proc, out, after)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return finish(proc)
 
 
 def test_sigkill_then_rerun_equals_uninterrupted_run(photos, tmp_path):
