@@ -86,7 +86,7 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
 
     from .discover import walk
     from .landmarks import cached_landmarker
-    from .run import FAILURE_LOG, Summary, run
+    from .run import FAILURE_LOG, OutputStopped, Summary, run
 
     try:  # fail once, here, rather than on every image; with -j 1 this is the landmarker the run uses
         cached_landmarker(opts.landmarker, opts.weights, opts.flip)
@@ -104,10 +104,18 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
         bar.set_postfix_str(f"faces={summary.faces} failed={summary.failed} "
                             f"{summary.images / secs:.1f} img/s", refresh=False)
 
+    def on_notice(message):
+        bar.write(f"warning: {message}", file=sys.stderr)
+
     client = _dask_client(scheduler) if backend == "dask" else None
     summary = Summary()
     try:
-        run(walk(paths, exclude=outputs), opts, jobs, backend, overwrite, on_result, summary)
+        run(walk(paths, exclude=outputs), opts, jobs, backend, overwrite, on_result, summary, on_notice)
+    except OutputStopped as e:
+        bar.close()
+        click.echo(f"error: {e}\nstopped: {summary.line()}; every file written is whole: make room "
+                   f"(or make {opts.out} writable) and rerun the same command to resume", err=True)
+        sys.exit(1)
     except OSError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:

@@ -1,14 +1,22 @@
 """The annotate run: per-image job, parallel map with joblib, resume journal, failure log."""
 from __future__ import annotations
 
+import errno
+import os
+import re
 import shutil
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
+from joblib import Parallel, delayed, parallel_config
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from .detect import detect
 from .discover import Item
@@ -19,6 +27,11 @@ from .landmarks import cached_landmarker
 DONE_LOG = ".annotate-done-{format}.log"  # one resume journal per output format
 FAILURE_LOG = "failures.log"
 TMP_DIR = ".annotate-tmp"  # temporary files of a killed run are left here and cleared by the next
+STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # no other image could be written either
+
+
+class OutputStopped(Exception):
+    """The outputs cannot be written at all (disk full, quota, read-only): the run stops."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class Result:
     key: str
     faces: int = 0
     error: str | None = None
+    stop: bool = False  # the error is the output disk's, not the image's: the run stops
 
 
 @dataclass
@@ -78,6 +92,8 @@ def annotate_image(item: Item, opts: Options) -> Result:
     except ImageError as e:
         return Result(item.key, error=str(e))
     except Exception as e:  # one bad image must not end the run: report it and go on
+        if isinstance(e, OSError) and e.errno in STOP_ERRNOS:
+            return Result(item.key, error=e.strerror, stop=True)
         return Result(item.key, error=f"{type(e).__name__}: {e}".strip())
 
 
@@ -132,36 +148,141 @@ def read_done(journal: Path) -> set[str]:
 
 def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | None = None,
         overwrite: bool = False, on_result: Callable[[Result, Summary], None] | None = None,
-        summary: Summary | None = None) -> Summary:
+        summary: Summary | None = None, on_notice: Callable[[str], None] | None = None) -> Summary:
     """Annotate ``items`` in parallel, streaming outputs, journal and failures to ``opts.out``.
 
     ``summary`` (updated in place) lets a caller report progress after an interruption.
+    A worker process that dies is replaced and the images in flight are retried one
+    at a time (``on_notice`` is told); the one that kills its worker again fails as
+    "worker died". Raises OutputStopped when the outputs cannot be written at all.
     """
-    from joblib import Parallel, delayed, parallel_config
-
-    shutil.rmtree(opts.out / TMP_DIR, ignore_errors=True)
-    (opts.out / TMP_DIR).mkdir()
-    journal_path = opts.out / DONE_LOG.format(format=opts.format)
-    done = set() if overwrite else read_done(journal_path)
     summary = summary if summary is not None else Summary()
+    try:
+        shutil.rmtree(opts.out / TMP_DIR, ignore_errors=True)
+        (opts.out / TMP_DIR).mkdir()
+        journal_path = opts.out / DONE_LOG.format(format=opts.format)
+        feed = _Feed(_todo(items, set() if overwrite else read_done(journal_path), summary))
+        with _open_log(journal_path, append=not overwrite) as journal, \
+                _open_log(opts.out / FAILURE_LOG, append=False) as failures, \
+                parallel_config(backend=backend):
+            def record(r: Result) -> None:
+                if r.stop:
+                    raise OutputStopped(f"cannot write the outputs of {r.key}: {r.error}")
+                summary.add(r)
+                if r.error:
+                    _append_line(failures, f"{r.key}\t{r.error}")
+                else:
+                    _append_line(journal, r.key)
+                if on_result:
+                    on_result(r, summary)
 
-    def todo():
-        for item in items:
-            if item.key in done:
-                summary.skipped += 1
-            else:
-                yield item
-
-    with open(journal_path, "w" if overwrite else "a", encoding="utf-8") as journal, \
-            open(opts.out / FAILURE_LOG, "w", encoding="utf-8") as failures, \
-            parallel_config(backend=backend):
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(annotate_image)(item, opts) for item in todo())
-        for r in results:
-            summary.add(r)
-            log = failures if r.error else journal
-            log.write(f"{r.key}\t{r.error}\n" if r.error else r.key + "\n")
-            log.flush()
-            if on_result:
-                on_result(r, summary)
+            _annotate_all(feed, opts, jobs, record, on_notice or (lambda message: None))
+    except OSError as e:
+        if e.errno in STOP_ERRNOS:
+            raise OutputStopped(f"cannot write to {opts.out}: {e.strerror}") from None
+        raise
     return summary
+
+
+def _annotate_all(feed: _Feed, opts: Options, jobs: int, record: Callable[[Result], None],
+                  notice: Callable[[str], None]) -> None:
+    """Record every item's result; a pool that loses a worker is replaced, its unfinished items retried alone."""
+    while True:
+        try:
+            with _pool(feed.stream(), opts, jobs) as results:
+                for r in results:
+                    feed.finished(r.key)
+                    record(r)
+            return
+        except TerminatedWorkerError as e:
+            unfinished = feed.take_unfinished()
+            notice(f"a worker process died ({_exit_codes(e)}); "
+                   f"retrying the {len(unfinished)} images in flight one at a time")
+            for item in unfinished:
+                record(_annotate_alone(item, opts, jobs))
+
+
+def _annotate_alone(item: Item, opts: Options, jobs: int) -> Result:
+    """Annotate ``item`` as the only task of a pool: if a worker dies now, this image killed it."""
+    try:
+        with _pool([item], opts, jobs) as results:
+            return next(results)
+    except TerminatedWorkerError as e:
+        return Result(item.key, error=f"worker died ({_exit_codes(e)}: a crash, or killed for memory)")
+
+
+@contextmanager
+def _pool(items: Iterable[Item], opts: Options, jobs: int) -> Iterator[Iterator[Result]]:
+    """Results of ``annotate_image`` on joblib's pool as they finish; tasks left unfinished are cancelled."""
+    results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+        delayed(annotate_image)(item, opts) for item in items)
+    try:
+        yield results
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joblib's note that it cancelled tasks: the caller knows
+            results.close()
+
+
+def _exit_codes(e: Exception) -> str:
+    """The dead workers' exit codes from loky's message, e.g. 'SIGKILL(-9)'."""
+    found = re.search(r"exit codes of the workers are \{(.*?)\}", str(e))
+    return found.group(1) if found else "unknown exit code"
+
+
+def _todo(items: Iterable[Item], done: set[str], summary: Summary) -> Iterator[Item]:
+    for item in items:
+        if item.key in done:
+            summary.skipped += 1
+        else:
+            yield item
+
+
+class _Feed:
+    """Items handed out to successive pools, remembering those not yet finished.
+
+    When a pool breaks, ``take_unfinished`` returns what it held and cuts off its
+    dispatcher (a joblib thread), so that every item is either finished or returned.
+    """
+
+    def __init__(self, items: Iterable[Item]):
+        self._source = iter(items)
+        self._lock = threading.Lock()
+        self._unfinished: dict[str, Item] = {}
+        self._pool = 0
+
+    def stream(self) -> Iterator[Item]:
+        pool = self._pool
+        while True:
+            with self._lock:
+                item = next(self._source, None) if pool == self._pool else None
+                if item is None:
+                    return
+                self._unfinished[item.key] = item
+            yield item
+
+    def finished(self, key: str) -> None:
+        self._unfinished.pop(key, None)
+
+    def take_unfinished(self) -> list[Item]:
+        with self._lock:
+            self._pool += 1
+            items, self._unfinished = list(self._unfinished.values()), {}
+        return items
+
+
+def _open_log(path: Path, append: bool) -> BinaryIO:
+    """A log file written a whole line at a time, unbuffered; a last line cut short (full disk) is ended."""
+    log = open(path, "a+b" if append else "wb", buffering=0)
+    size = log.seek(0, os.SEEK_END)
+    if size:
+        log.seek(size - 1)
+        if log.read(1) != b"\n":
+            _append_line(log, "")
+    return log
+
+
+def _append_line(log: BinaryIO, line: str) -> None:
+    data = memoryview(f"{line}\n".encode("utf-8"))
+    while data:
+        data = data[log.write(data):]

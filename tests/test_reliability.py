@@ -1,10 +1,16 @@
 """Faults that would end or poison a whole batch, provoked for real: two runs at once, a full disk, dying workers."""
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
+
 from conftest import annotate, finish, many_photos, start_annotate, wait_for_journal
+from test_annotate import outputs
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -33,3 +39,110 @@ def test_second_run_into_same_out_is_refused_and_a_killed_run_leaves_no_lock(pho
     assert "already done" in third.stderr
     done = (out / ".annotate-done-pts.log").read_text().splitlines()
     assert len(done) == len(set(done)) == 12
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Path:
+    """A real 300 KB file system (tmpfs), unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)],
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def test_full_disk_stops_at_once_keeps_whole_files_and_rerun_finishes(photos, tmp_path, small_disk):
+    folder = many_photos(photos, tmp_path, copies=5)
+    reference = tmp_path / "reference"
+    annotate(folder, "--out", reference, "-j", "2")
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(220_000))  # leaves room for about a third of the outputs
+    out = small_disk / "out"
+    full = annotate(folder, "--out", out, "-j", "2", check=False)
+    assert full.returncode == 1
+    assert full.stderr.count("No space left on device") == 1, full.stderr
+    assert "stopped: " in full.stderr and "rerun the same command to resume" in full.stderr
+    written = outputs(out)
+    assert 0 < len(written) < len(outputs(reference))
+    assert all(outputs(reference)[name] == text for name, text in written.items())  # whole files only
+    assert (out / "failures.log").read_text() == ""  # no image is blamed for the disk
+    filler.unlink()
+    rerun = annotate(folder, "--out", out, "-j", "2")
+    assert "already done" in rerun.stderr
+    assert outputs(out) == outputs(reference)
+    done = (out / ".annotate-done-pts.log").read_text().splitlines()
+    assert len(done) == len(set(done)) == 20
+
+
+def kill_workers_reading(proc: subprocess.Popen, fifo: Path) -> int:
+    """SIGKILL every worker process of ``proc`` that reads ``fifo``, until ``proc`` ends; return how many.
+
+    A reader of a FIFO waits for a writer; this opens the writing end, finds the
+    waiting worker among ``proc``'s children and kills it, as the kernel's
+    out-of-memory killer would.
+    """
+    kills = 0
+    while proc.poll() is None:
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # fails (ENXIO) until a reader waits
+        except OSError:
+            time.sleep(0.05)
+            continue
+        try:
+            reader = wait_for(lambda: next((pid for pid in children(proc.pid) if has_open(pid, fifo)), None))
+            os.kill(reader, signal.SIGKILL)
+            kills += 1
+            wait_for(lambda: not has_open(reader, fifo))  # its end is closed: the next reader is a new one
+        finally:
+            os.close(writer)
+    return kills
+
+
+def wait_for(condition, timeout: float = 30):
+    """Poll ``condition`` until it returns something true, and return that."""
+    deadline = time.time() + timeout
+    while not (found := condition()):
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+    return found
+
+
+def children(parent: int) -> set[int]:
+    pids = set()
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        try:
+            pids.update(map(int, (task / "children").read_text().split()))
+        except OSError:  # a thread that has just ended
+            continue
+    return pids
+
+
+def has_open(pid: int, path: Path) -> bool:
+    try:
+        return any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process, or one of its descriptors, is gone
+        return False
+
+
+def test_worker_killed_on_an_image_fails_that_image_alone_and_the_run_goes_on(photos, tmp_path):
+    folder = many_photos(photos, tmp_path, copies=3)
+    poison = folder / "part1" / "poison.jpg"
+    os.mkfifo(poison)  # the worker that reads it waits there until it is killed
+    out = tmp_path / "out"
+    run = start_annotate(folder, "--out", out, "-j", "2")
+    kills = kill_workers_reading(run, poison)
+    result = finish(run)
+    assert kills == 2  # once in the pool, once when retried alone
+    assert result.returncode == 1
+    assert "warning: a worker process died (SIGKILL(-9)); retrying the " in result.stderr
+    assert (out / "failures.log").read_text() == (
+        f"{poison}\tworker died (SIGKILL(-9): a crash, or killed for memory)\n")
+    done = (out / ".annotate-done-pts.log").read_text().splitlines()
+    assert len(done) == len(set(done)) == 12  # the images in flight with it were retried, none lost
+    assert "12 images" not in result.stderr and "13 images" in result.stderr and "1 failed" in result.stderr
