@@ -98,13 +98,13 @@ def kill_workers_reading(proc: subprocess.Popen, fifo: Path) -> int:
             reader = wait_for(lambda: next((pid for pid in children(proc.pid) if has_open(pid, fifo)), None))
             os.kill(reader, signal.SIGKILL)
             kills += 1
-            wait_for(lambda: not has_open(reader, fifo))  # its end is closed: the next reader is a new one
+            wait_for(lambda: state(reader) in ("Z", None))  # dead, its end closed: the next reader is a new one
         finally:
             os.close(writer)
     return kills
 
 
-def wait_for(condition, timeout: float = 30):
+def wait_for(condition, timeout: float = 300):
     """Poll ``condition`` until it returns something true, and return that."""
     deadline = time.time() + timeout
     while not (found := condition()):
@@ -121,6 +121,14 @@ def children(parent: int) -> set[int]:
         except OSError:  # a thread that has just ended
             continue
     return pids
+
+
+def state(pid: int) -> str | None:
+    """The process's state letter (R, S, Z...), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def has_open(pid: int, path: Path) -> bool:
