@@ -13,7 +13,7 @@
 3. ``--large FOLDER`` (camera photos with a ``.pts`` beside each): at -j 1, the
    default, ``--upsample 1`` on the full photo, and ``--landmarker dlib
    --upsample 0`` (dlib's own defaults): images/s, faces found, ground-truth
-   faces found and our landmark error on them.
+   faces found and the landmark error on them.
 
 ``--limit N`` takes the first N images of each folder.
 """
