@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator.detect import Scan, plan_scan
+from annotator.detect import Face, Scan, face_containing, plan_scan
 from annotator.formats import read_pts
 from conftest import annotate
 
@@ -37,9 +37,10 @@ def faces_of(photo: Path, out: Path, *flags: str) -> list[dict]:
 
 
 def containing(faces: list[dict], points: np.ndarray) -> dict | None:
-    cx, cy = (points.min(0) + points.max(0)) / 2
-    return next((f for f in faces if f["box"][0] <= cx <= f["box"][2] and f["box"][1] <= cy <= f["box"][3]),
-                None)
+    """The JSON face whose box contains the centre of ``points``, as training and evaluation match them."""
+    found = [Face(tuple(f["box"]), f["score"]) for f in faces]
+    face = face_containing(found, points)
+    return None if face is None else faces[found.index(face)]
 
 
 @pytest.fixture(scope="module")
