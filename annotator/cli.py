@@ -38,10 +38,14 @@ def main() -> None:
               help="pts: one 1-based .pts per face; json: one 0-based .json per image.")
 @click.option("-j", "--jobs", type=int, default=-1, show_default=True,
               help="Worker processes (-1: all cores).")
-@click.option("--upsample", type=click.IntRange(0, 4), default=1, show_default=True,
-              help="dlib detector upsampling (finds smaller faces, slower).")
+@click.option("--min-face", type=click.IntRange(10), default=None,
+              help="Smallest face to find (box side, px of the photo); sets the detection scale. "
+                   "Default: 40 px, or 1/25 of the photo's shorter side if larger.")
+@click.option("--upsample", type=click.IntRange(0, 4), default=None,
+              help="Scan the whole photo with this dlib upsampling instead (1: the default before "
+                   "--min-face; finds faces from 80/2^N px).")
 @click.option("--max-side", type=click.IntRange(16), default=None,
-              help="Detect on a copy shrunk to this longest side (boxes mapped back).")
+              help="Detect on a copy shrunk to at most this longest side (alone: with upsample 1).")
 @click.option("--max-faces", type=click.IntRange(1), default=None, help="Keep the N best faces per image.")
 @click.option("--landmarker", type=click.Choice(["network", "dlib"]), default="network", show_default=True,
               help="Our packaged network, or dlib's shape_predictor_68_face_landmarks.")
@@ -59,20 +63,23 @@ def main() -> None:
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (with --backend dask).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def run_command(paths, out, fmt, jobs, upsample, max_side, max_faces, landmarker, weights, flip, preview,
-                overwrite, max_pixels, backend, scheduler, quiet) -> None:
+def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, landmarker, weights, flip,
+                preview, overwrite, max_pixels, backend, scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from .lock import OutputBusy, lock_output
     from .run import Options, check_writable
 
+    if min_face is not None and upsample is not None:
+        raise click.UsageError("--min-face chooses the upsampling itself: give --min-face or --upsample")
     outputs = [folder for folder in (out, preview) if folder]
     for folder in outputs:
         try:
             check_writable(folder)
         except OSError as e:
             raise click.ClickException(str(e)) from None
-    opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, max_faces=max_faces,
-                   landmarker=landmarker, weights=weights, flip=flip, preview=preview, max_pixels=max_pixels)
+    opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, min_face=min_face,
+                   max_faces=max_faces, landmarker=landmarker, weights=weights, flip=flip, preview=preview,
+                   max_pixels=max_pixels)
     try:
         with lock_output(out):
             _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet)
@@ -127,9 +134,17 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
         if client is not None:
             client.close()
     click.echo(summary.line(), err=True)
+    if opts.min_face is None and opts.upsample is None and opts.max_side is None:
+        click.echo(_default_scan_note(), err=True)
     if summary.failed:
         click.echo(f"{summary.failed} images failed; see {opts.out / FAILURE_LOG}", err=True)
         sys.exit(1)
+
+
+def _default_scan_note() -> str:
+    from .detect import DEFAULT_MIN_FACE, DEFAULT_MIN_FACE_SHARE
+    return (f"not looked for: faces under {DEFAULT_MIN_FACE} px or under 1/{DEFAULT_MIN_FACE_SHARE} of a "
+            "photo's shorter side; --min-face PX finds smaller ones")
 
 
 def _dask_client(address: str | None):

@@ -1,6 +1,7 @@
 """dlib's HOG frontal face detector, built once per process."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,24 +26,76 @@ def detector() -> dlib.fhog_object_detector:
     return dlib.get_frontal_face_detector()
 
 
-def detect(image_bgr: np.ndarray, upsample: int = 1, max_side: int | None = None,
-           max_faces: int | None = None) -> list[Face]:
-    """Faces in a BGR uint8 image, best score first.
+WINDOW = 80  # box side (px of the scanned image) of the smallest face dlib's detector finds at upsample 0
+DEFAULT_MIN_FACE = 40  # px: what upsample 1 on the whole photo looks for (the default before --min-face)
+DEFAULT_MIN_FACE_SHARE = 25  # the default looks for faces of at least 1/25 of the shorter side
 
-    With ``max_side`` the detector runs on a copy shrunk so its longest side is
-    at most ``max_side`` pixels; boxes are mapped back to the original image.
+
+@dataclass(frozen=True)
+class Scan:
+    """How dlib scans a photo: a copy shrunk by ``scale`` (at most 1), upsampled ``upsample`` times."""
+
+    scale: float
+    upsample: int
+
+    @property
+    def min_face(self) -> float:
+        """Box side, in the original photo's pixels, of the smallest face this scan finds."""
+        return WINDOW / (self.scale * 2 ** self.upsample)
+
+
+def default_min_face(height: int, width: int) -> float:
+    """The smallest face a default run looks for: 40 px, or 1/25 of the shorter side if larger."""
+    return max(DEFAULT_MIN_FACE, min(height, width) / DEFAULT_MIN_FACE_SHARE)
+
+
+def plan_scan(height: int, width: int, upsample: int | None = None, max_side: int | None = None,
+              min_face: float | None = None) -> Scan:
+    """The cheapest scan of a ``width`` x ``height`` photo that finds faces of ``min_face`` px and up.
+
+    ``upsample`` given (or ``max_side`` alone, which implies upsample 1): the
+    scan from before ``min_face`` existed, the whole photo upsampled that many
+    times. Otherwise ``min_face`` (default: :func:`default_min_face`) sets the
+    fewest upsamplings and the smallest copy that bring such a face to the
+    detector's window. ``max_side`` caps the copy's longest side either way.
     """
-    scale = 1.0
-    h, w = image_bgr.shape[:2]
-    if max_side and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        image_bgr = cv2.resize(image_bgr, (round(w * scale), round(h * scale)),
-                               interpolation=cv2.INTER_AREA)
-    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-    rects, scores, _ = detector().run(rgb, upsample, 0.0)
-    faces = [Face(_unscale(r, scale), float(s)) for r, s in zip(rects, scores)]
+    if upsample is not None and min_face is not None:
+        raise ValueError("give upsample or min_face, not both")
+    if upsample is None and min_face is None and max_side:
+        upsample = 1
+    if upsample is None:
+        face = min_face or default_min_face(height, width)
+        upsample = max(0, math.ceil(math.log2(WINDOW / face)))
+        scale = min(1.0, WINDOW / (face * 2 ** upsample))
+    else:
+        scale = 1.0
+    if max_side:
+        scale = min(scale, max_side / max(height, width))
+    return Scan(scale, upsample)
+
+
+def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | None = None,
+           max_faces: int | None = None, min_face: float | None = None) -> list[Face]:
+    """Faces in a BGR uint8 image, best score first, boxes in the image's pixels.
+
+    The detector scans the copy :func:`plan_scan` chooses; the image itself is
+    never modified or copied at full size except when the scan is at scale 1.
+    """
+    scan = plan_scan(*image_bgr.shape[:2], upsample, max_side, min_face)
+    rects, scores, _ = detector().run(_scan_copy(image_bgr, scan.scale), scan.upsample, 0.0)
+    faces = [Face(_unscale(r, scan.scale), float(s)) for r, s in zip(rects, scores)]
     faces.sort(key=lambda f: -f.score)
     return faces[:max_faces] if max_faces else faces
+
+
+def _scan_copy(image_bgr: np.ndarray, scale: float) -> np.ndarray:
+    """The RGB image dlib scans: ``image_bgr`` shrunk by ``scale`` (INTER_AREA), one copy."""
+    if scale >= 1.0:
+        return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    h, w = image_bgr.shape[:2]
+    small = cv2.resize(image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2RGB, dst=small)
 
 
 def _unscale(rect: dlib.rectangle, scale: float) -> Box:

@@ -40,8 +40,9 @@ class Options:
 
     out: Path
     format: str = "pts"
-    upsample: int = 1
+    upsample: int | None = None  # None: chosen from min_face (see detect.plan_scan)
     max_side: int | None = None
+    min_face: int | None = None
     max_faces: int | None = None
     landmarker: str = "network"
     weights: str | None = None
@@ -101,7 +102,7 @@ def _annotate(item: Item, opts: Options) -> Result:
     if item.error:
         return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
-    faces = detect(image, opts.upsample, opts.max_side, opts.max_faces)
+    faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face)
     points = cached_landmarker(opts.landmarker, opts.weights, opts.flip).predict(image, [f.box for f in faces])
     if opts.format == "json":
         records = [{"box": f.box, "score": f.score, "landmarks": p} for f, p in zip(faces, points)]

@@ -1,41 +1,75 @@
 """Speed of annotate against dlib, as ratios measured in one run (the machine is shared and noisy).
 
     python benchmarks/speed.py ../shared/data/300w/afw
+    python benchmarks/speed.py --large ../shared/data/photos_large --limit 6
 
 1. End to end: ``annotate FOLDER`` with our network at -j 1 and -j 2, and with
-   ``--landmarker dlib`` at -j 1 (images/s, each the best of --repeat runs).
+   ``--landmarker dlib`` at -j 1 (images/s, each the best of --repeat runs),
+   and the default against ``--upsample 1`` (the default before --min-face):
+   speed and whether they find the same faces.
 2. The landmark stage alone on the detector boxes of FOLDER: our cascade
    batched over all faces (torch on all cores), per image as annotate runs it
    (one thread), and dlib's shape predictor (faces/s).
+3. ``--large FOLDER`` (camera photos with a ``.pts`` beside each): at -j 1, the
+   default, ``--upsample 1`` on the full photo, and ``--landmarker dlib
+   --upsample 0`` (dlib's own defaults): images/s, faces found, ground-truth
+   faces found and the landmark error on them.
+
+``--limit N`` takes the first N images of each folder.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from annotator.detect import detect
+from annotator.detect import Face, detect, face_containing
 from annotator.discover import walk
+from annotator.formats import read_pts
 from annotator.images import read_image
 from annotator.landmarks import DlibLandmarker, NetworkLandmarker
+from training.metrics import normalised_errors
+
+LARGE_RUNS = {"default": [], "old default (--upsample 1)": ["--upsample", "1"],
+              "dlib (--landmarker dlib --upsample 0)": ["--landmarker", "dlib", "--upsample", "0"]}
 
 
-def end_to_end(folder: str, args: list[str], repeat: int) -> float:
-    """Best images/s of the real command over ``repeat`` runs."""
+def subset(folder: str, limit: int | None, into: Path) -> str:
+    """``folder`` itself, or ``into`` holding links to its first ``limit`` images and their .pts."""
+    if not limit:
+        return folder
+    for item in list(walk([folder]))[:limit]:
+        for path in (item.path, item.path.with_suffix(".pts")):
+            if path.exists():
+                (into / path.name).symlink_to(path.resolve())
+    return str(into)
+
+
+def end_to_end(folder: str, args: list[str], repeat: int) -> tuple[float, dict[str, list[dict]]]:
+    """Best images/s of the real command over ``repeat`` runs, and the faces it wrote per image."""
     n = sum(1 for _ in walk([folder]))
-    best = 0.0
+    best, faces = 0.0, {}
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "annotator", folder, "--out", out, "--quiet", *args],
-                           check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "annotator", folder, "--out", out, "--quiet",
+                            "--format", "json", *args], check=True, capture_output=True)
             best = max(best, n / (time.perf_counter() - t))
-    return best
+            faces = {p.stem: json.loads(p.read_text())["faces"] for p in Path(out).rglob("*.json")}
+    return best, faces
+
+
+def boxes(faces: dict[str, list[dict]]) -> dict[str, list]:
+    """The boxes found in each image, to compare two runs."""
+    return {stem: [f["box"] for f in fs] for stem, fs in faces.items()}
 
 
 def landmark_stage(folder: str, repeat: int) -> dict[str, float]:
@@ -62,20 +96,61 @@ def landmark_stage(folder: str, repeat: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder")
-    parser.add_argument("--repeat", type=int, default=2)
-    a = parser.parse_args()
-    net1 = end_to_end(a.folder, ["-j", "1"], a.repeat)
-    dlib1 = end_to_end(a.folder, ["-j", "1", "--landmarker", "dlib"], a.repeat)
-    net2 = end_to_end(a.folder, ["-j", "2"], a.repeat)
+def small_photos(folder: str, repeat: int) -> None:
+    """Part 1 and 2 on a folder of ordinary (800-px) photos."""
+    net1, faces = end_to_end(folder, ["-j", "1"], repeat)
+    old1, old_faces = end_to_end(folder, ["-j", "1", "--upsample", "1"], repeat)
+    dlib1, _ = end_to_end(folder, ["-j", "1", "--landmarker", "dlib"], repeat)
+    net2, _ = end_to_end(folder, ["-j", "2"], repeat)
     print(f"end to end, images/s: network -j1 {net1:.2f}, dlib -j1 {dlib1:.2f}, network -j2 {net2:.2f}")
     print(f"  network/dlib at -j1: {net1 / dlib1:.2f}x   network -j2/-j1: {net2 / net1:.2f}x")
-    stage = landmark_stage(a.folder, a.repeat)
+    print(f"  default / --upsample 1 at -j1: {net1 / old1:.2f}x ({old1:.2f} images/s), "
+          f"same faces: {boxes(faces) == boxes(old_faces)} ({sum(map(len, faces.values()))} faces)")
+    stage = landmark_stage(folder, repeat)
     print(f"landmark stage alone on {stage.pop('faces')} faces, faces/s:")
     for k, v in stage.items():
         print(f"  {k}: {v:.0f}")
+
+
+def truth_found(faces: dict[str, list[dict]], truth: dict[str, np.ndarray]) -> tuple[int, np.ndarray]:
+    """Ground-truth faces found (a box contains the points' centre) and our error on each found face."""
+    errors = []
+    for stem, points in truth.items():
+        found = [Face(tuple(f["box"]), f["score"]) for f in faces.get(stem, [])]
+        face = face_containing(found, points)
+        if face is not None:
+            landmarks = faces[stem][found.index(face)]["landmarks"]
+            errors.append(normalised_errors(np.array([landmarks]), points[None])[0])
+    return len(errors), np.array(errors)
+
+
+def large_photos(folder: str, repeat: int) -> None:
+    """Part 3: camera photos at -j 1, each setting of LARGE_RUNS."""
+    truth = {item.path.stem: read_pts(item.path.with_suffix(".pts")) for item in walk([folder])}
+    print(f"large photos: {len(truth)} images, -j 1")
+    rates = {}
+    for name, args in LARGE_RUNS.items():
+        rates[name], faces = end_to_end(folder, ["-j", "1", *args], repeat)
+        found, errors = truth_found(faces, truth)
+        print(f"  {name}: {rates[name]:.3f} images/s, {sum(map(len, faces.values()))} faces, "
+              f"ground truth found {found}/{len(truth)}, landmark error on them: "
+              f"mean {errors.mean():.4f}, max {errors.max():.4f}")
+    for name in list(LARGE_RUNS)[1:]:
+        print(f"  default / {name}: {rates['default'] / rates[name]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", help="ordinary photos (parts 1 and 2)")
+    parser.add_argument("--large", help="camera photos with .pts (part 3)")
+    parser.add_argument("--limit", type=int, default=None, help="first N images of each folder")
+    parser.add_argument("--repeat", type=int, default=2)
+    a = parser.parse_args()
+    with tempfile.TemporaryDirectory() as small, tempfile.TemporaryDirectory() as large:
+        if a.folder:
+            small_photos(subset(a.folder, a.limit, Path(small)), a.repeat)
+        if a.large:
+            large_photos(subset(a.large, a.limit, Path(large)), a.repeat)
 
 
 if __name__ == "__main__":
