@@ -52,8 +52,8 @@ def main() -> None:
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Network weights to use instead of the packaged ones.")
 @click.option("--flip/--no-flip", default=None,
-              help="Also run the network on the mirrored face and average (about 1.6x the landmark "
-                   "cost, slightly more accurate). Default: as the weights say.")
+              help="Average the network's passes on the face and its mirror image (default for the packaged "
+                   "weights), or write the unmirrored pass; the mirrored pass runs either way, for expected_error.")
 @click.option("--preview", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a JPEG per image with boxes and points drawn, under this folder.")
 @click.option("--overwrite", is_flag=True, help="Redo images already done by an earlier run into --out.")
