@@ -47,6 +47,8 @@ def main() -> None:
 @click.option("--max-side", type=click.IntRange(16), default=None,
               help="Detect on a copy shrunk to at most this longest side (alone: with upsample 1).")
 @click.option("--max-faces", type=click.IntRange(1), default=None, help="Keep the N best faces per image.")
+@click.option("--min-score", type=float, default=0.0, show_default=True,
+              help="Drop detections scoring below this (the detector's score; see README for figures).")
 @click.option("--landmarker", type=click.Choice(["network", "dlib"]), default="network", show_default=True,
               help="Our packaged network, or dlib's shape_predictor_68_face_landmarks.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -63,8 +65,8 @@ def main() -> None:
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (with --backend dask).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, landmarker, weights, flip,
-                preview, overwrite, max_pixels, backend, scheduler, quiet) -> None:
+def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, min_score, landmarker, weights,
+                flip, preview, overwrite, max_pixels, backend, scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from .lock import OutputBusy, lock_output
     from .run import Options, check_writable
@@ -78,8 +80,8 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
         except OSError as e:
             raise click.ClickException(str(e)) from None
     opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, min_face=min_face,
-                   max_faces=max_faces, landmarker=landmarker, weights=weights, flip=flip, preview=preview,
-                   max_pixels=max_pixels)
+                   max_faces=max_faces, min_score=min_score, landmarker=landmarker, weights=weights, flip=flip,
+                   preview=preview, max_pixels=max_pixels)
     try:
         with lock_output(out):
             _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet)
