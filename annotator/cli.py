@@ -157,6 +157,31 @@ def _dask_client(address: str | None):
     return Client(address) if address else Client(processes=True)
 
 
+@main.command("review")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--worst", type=click.IntRange(1), default=None, help="The N faces with the highest expected error.")
+@click.option("--best", type=click.IntRange(1), default=None, help="The N faces with the lowest (a sanity check).")
+@click.option("--out", "-o", "sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Contact sheet (.jpg or .png); several pages are NAME-1.jpg, NAME-2.jpg, ...")
+@click.option("--per-page", type=click.IntRange(1), default=None, help="Faces per sheet (default 30: 5 rows of 6).")
+@click.option("--list", "as_list", is_flag=True,
+              help="Print the faces, one per line: expected error, output file, input image, box (tab-separated).")
+def review_command(folder, worst, best, sheet, per_page, as_list) -> None:
+    """Show the faces of a run into FOLDER ranked by expected error (worst first with --worst)."""
+    from .review import ReviewError, listing, ranked_faces, write_sheets
+
+    if (worst is None) == (best is None) or not (sheet or as_list):
+        raise click.UsageError("give one of --worst N or --best N, and --out SHEET and/or --list")
+    try:
+        rows = ranked_faces(folder, worst or best, worst=worst is not None)
+        if as_list:
+            click.echo(listing(folder, rows), nl=False)
+        for path in write_sheets(folder, rows, sheet, per_page) if sheet else []:
+            click.echo(f"wrote {path}", err=True)
+    except ReviewError as e:
+        raise click.ClickException(str(e)) from None
+
+
 @main.group()
 def train() -> None:
     """Prepare data, train, evaluate against dlib and export the network."""

@@ -77,6 +77,8 @@ def test_dlib_faces_have_no_expected_error(photos, tmp_path):
     annotate(photos / "1051618982_1.jpg", "--out", out, "--format", "json", "--landmarker", "dlib")
     assert json.loads((out / "1051618982_1.json").read_text())["faces"][0]["expected_error"] is None
     assert index_rows(out)[0]["expected_error"] == ""
+    result = annotate("review", out, "--worst", "5", "--list", check=False)
+    assert result.returncode != 0 and "--landmarker dlib" in result.stderr
 
 
 def test_min_score_drops_a_low_scoring_detection(data, tmp_path):
