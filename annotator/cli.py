@@ -47,6 +47,8 @@ def main() -> None:
 @click.option("--max-side", type=click.IntRange(16), default=None,
               help="Detect on a copy shrunk to at most this longest side (alone: with upsample 1).")
 @click.option("--max-faces", type=click.IntRange(1), default=None, help="Keep the N best faces per image.")
+@click.option("--min-score", type=float, default=0.0, show_default=True,
+              help="Drop detections scoring below this (the detector's score; see README for figures).")
 @click.option("--landmarker", type=click.Choice(["network", "dlib"]), default="network", show_default=True,
               help="Our packaged network, or dlib's shape_predictor_68_face_landmarks.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -63,8 +65,8 @@ def main() -> None:
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (with --backend dask).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, landmarker, weights, flip,
-                preview, overwrite, max_pixels, backend, scheduler, quiet) -> None:
+def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, min_score, landmarker, weights,
+                flip, preview, overwrite, max_pixels, backend, scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from .lock import OutputBusy, lock_output
     from .run import Options, check_writable
@@ -78,8 +80,8 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
         except OSError as e:
             raise click.ClickException(str(e)) from None
     opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, min_face=min_face,
-                   max_faces=max_faces, landmarker=landmarker, weights=weights, flip=flip, preview=preview,
-                   max_pixels=max_pixels)
+                   max_faces=max_faces, min_score=min_score, landmarker=landmarker, weights=weights, flip=flip,
+                   preview=preview, max_pixels=max_pixels)
     try:
         with lock_output(out):
             _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet)
@@ -153,6 +155,31 @@ def _dask_client(address: str | None):
     except ImportError:
         raise click.ClickException("--backend dask needs: pip install 'face-annotator[dask]'") from None
     return Client(address) if address else Client(processes=True)
+
+
+@main.command("review")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--worst", type=click.IntRange(1), default=None, help="The N faces with the highest expected error.")
+@click.option("--best", type=click.IntRange(1), default=None, help="The N faces with the lowest (a sanity check).")
+@click.option("--out", "-o", "sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Contact sheet (.jpg or .png); several pages are NAME-1.jpg, NAME-2.jpg, ...")
+@click.option("--per-page", type=click.IntRange(1), default=None, help="Faces per sheet (default 30: 5 rows of 6).")
+@click.option("--list", "as_list", is_flag=True,
+              help="Print the faces, one per line: expected error, output file, input image, box (tab-separated).")
+def review_command(folder, worst, best, sheet, per_page, as_list) -> None:
+    """Show the faces of a run into FOLDER ranked by expected error (worst first with --worst)."""
+    from .review import ReviewError, listing, ranked_faces, write_sheets
+
+    if (worst is None) == (best is None) or not (sheet or as_list):
+        raise click.UsageError("give one of --worst N or --best N, and --out SHEET and/or --list")
+    try:
+        rows = ranked_faces(folder, worst or best, worst=worst is not None)
+        if as_list:
+            click.echo(listing(folder, rows), nl=False)
+        for path in write_sheets(folder, rows, sheet, per_page) if sheet else []:
+            click.echo(f"wrote {path}", err=True)
+    except ReviewError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.group()

@@ -75,15 +75,15 @@ def plan_scan(height: int, width: int, upsample: int | None = None, max_side: in
 
 
 def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | None = None,
-           max_faces: int | None = None, min_face: float | None = None) -> list[Face]:
-    """Faces in a BGR uint8 image, best score first, boxes in the image's pixels.
+           max_faces: int | None = None, min_face: float | None = None, min_score: float = 0.0) -> list[Face]:
+    """Faces in a BGR uint8 image scoring at least ``min_score``, best score first, boxes in the image's pixels.
 
     The detector scans the copy :func:`plan_scan` chooses; the image itself is
     never modified or copied at full size except when the scan is at scale 1.
     """
     scan = plan_scan(*image_bgr.shape[:2], upsample, max_side, min_face)
-    rects, scores, _ = detector().run(_scan_copy(image_bgr, scan.scale), scan.upsample, 0.0)
-    faces = [Face(_unscale(r, scan.scale), float(s)) for r, s in zip(rects, scores)]
+    rects, scores, _ = detector().run(_scan_copy(image_bgr, scan.scale), scan.upsample, min_score)
+    faces = [Face(_unscale(r, scan.scale), float(s)) for r, s in zip(rects, scores) if s >= min_score]
     faces.sort(key=lambda f: -f.score)
     return faces[:max_faces] if max_faces else faces
 

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -18,13 +21,20 @@ def atomic_write(path: Path, content: str | bytes, tmp_dir: Path | None = None) 
     The temporary file lives in ``tmp_dir`` (same file system as ``path``) or
     beside ``path``; a reader never sees a partly written file.
     """
+    with atomic_file(path, tmp_dir) as f:
+        f.write(content.encode("utf-8") if isinstance(content, str) else content)
+
+
+@contextmanager
+def atomic_file(path: Path, tmp_dir: Path | None = None, text: bool = False) -> Iterator[IO]:
+    """A new file (binary, or text in UTF-8 without newline translation) that replaces ``path``
+    when the block ends without an exception; see :func:`atomic_write`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get normal permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with (os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,10 +60,16 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
     return np.array(values, dtype=np.float64).reshape(-1, 2) - 1.0
 
 
+def rounded_error(error: float) -> float | None:
+    """An expected error to 4 significant digits; None when there is none (NaN, dlib's landmarker)."""
+    return None if math.isnan(error) else float(f"{error:.4g}")
+
+
 def json_record(image: str, width: int, height: int, faces: list[dict]) -> str:
-    """JSON text for one image; ``faces`` hold box, score and 0-based landmarks."""
+    """JSON text for one image; ``faces`` hold box, score, expected_error and 0-based landmarks."""
     record = {"image": image, "width": width, "height": height, "faces": [
         {"box": [int(v) for v in f["box"]], "score": round(float(f["score"]), 4),
+         "expected_error": rounded_error(float(f["expected_error"])),
          "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in f["landmarks"]]}
         for f in faces]}
     return json.dumps(record, indent=1) + "\n"

@@ -20,8 +20,10 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from .detect import detect
 from .discover import Item
+from .draw import draw_face
 from .formats import atomic_write, json_record, pts_text
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
+from .index import append_rows, image_rows, open_index
 from .landmarks import cached_landmarker
 
 DONE_LOG = ".annotate-done-{format}.log"  # one resume journal per output format
@@ -44,6 +46,7 @@ class Options:
     max_side: int | None = None
     min_face: int | None = None
     max_faces: int | None = None
+    min_score: float = 0.0
     landmarker: str = "network"
     weights: str | None = None
     flip: bool | None = None
@@ -59,6 +62,7 @@ class Result:
     faces: int = 0
     error: str | None = None
     stop: bool = False  # the error is the output disk's, not the image's: the run stops
+    rows: list[list] = field(default_factory=list)  # its faces.csv rows
 
 
 @dataclass
@@ -102,29 +106,30 @@ def _annotate(item: Item, opts: Options) -> Result:
     if item.error:
         return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
-    faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face)
-    points = cached_landmarker(opts.landmarker, opts.weights, opts.flip).predict(image, [f.box for f in faces])
+    faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face, opts.min_score)
+    landmarker = cached_landmarker(opts.landmarker, opts.weights, opts.flip)
+    points, errors = landmarker.predict_with_error([image], [[f.box for f in faces]])
     if opts.format == "json":
-        records = [{"box": f.box, "score": f.score, "landmarks": p} for f, p in zip(faces, points)]
-        atomic_write(item.output(opts.out, ".json"),
-                     json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records),
+        records = [{"box": f.box, "score": f.score, "expected_error": e, "landmarks": p}
+                   for f, p, e in zip(faces, points, errors)]
+        outputs = [item.output(opts.out, ".json")] * max(len(faces), 1)
+        atomic_write(outputs[0], json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records),
                      opts.out / TMP_DIR)
     else:
-        for i, p in enumerate(points):
-            suffix = ".pts" if len(points) == 1 else f"_{i + 1}.pts"
-            atomic_write(item.output(opts.out, suffix), pts_text(p), opts.out / TMP_DIR)
+        outputs = [item.output(opts.out, ".pts" if len(points) == 1 else f"_{i + 1}.pts")
+                   for i in range(len(points))]
+        for path, p in zip(outputs, points):
+            atomic_write(path, pts_text(p), opts.out / TMP_DIR)
     if opts.preview:
         atomic_write(item.output(opts.preview, ".jpg"), _preview(image, faces, points))
-    return Result(item.key, faces=len(faces))
+    rows = image_rows(item, [o.relative_to(opts.out).as_posix() for o in outputs], faces, errors)
+    return Result(item.key, faces=len(faces), rows=rows)
 
 
 def _preview(image: np.ndarray, faces, points: np.ndarray) -> bytes:
     canvas = image.copy()
-    r = max(1, round(max(image.shape[:2]) / 400))
     for f, pts in zip(faces, points):
-        cv2.rectangle(canvas, f.box[:2], f.box[2:], (0, 255, 0), r)
-        for x, y in pts:
-            cv2.circle(canvas, (round(x), round(y)), r, (0, 0, 255), -1)
+        draw_face(canvas, pts, f.box)
     return cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
@@ -162,8 +167,10 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
         shutil.rmtree(opts.out / TMP_DIR, ignore_errors=True)
         (opts.out / TMP_DIR).mkdir()
         journal_path = opts.out / DONE_LOG.format(format=opts.format)
-        feed = _Feed(_todo(items, set() if overwrite else read_done(journal_path), summary))
+        done = set() if overwrite else read_done(journal_path)
+        feed = _Feed(_todo(items, done, summary))
         with _open_log(journal_path, append=not overwrite) as journal, \
+                open_index(opts.out, opts.format, done, overwrite) as index, \
                 _open_log(opts.out / FAILURE_LOG, append=False) as failures, \
                 parallel_config(backend=backend):
             def record(r: Result) -> None:
@@ -173,6 +180,7 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
                 if r.error:
                     _append_line(failures, f"{r.key}\t{r.error}")
                 else:
+                    append_rows(index, r.rows)  # before the journal line: see annotator/index.py
                     _append_line(journal, r.key)
                 if on_result:
                     on_result(r, summary)

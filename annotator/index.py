@@ -1,0 +1,104 @@
+"""The run index ``DIR/faces.csv``: a row per face (or per face-less image), in step with the resume journal.
+
+The parent process appends an image's rows, flushed, before its journal line.
+A kill between the two leaves rows of an image that the journal does not
+record as done: :func:`open_index` drops them (and a partial last line) when
+the next run starts, and that run redoes the image, so no row is duplicated.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence, TextIO
+
+from .discover import Item
+from .formats import atomic_file, rounded_error
+
+INDEX = "faces.csv"
+COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "expected_error", "input_path"]
+
+
+def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequence[float]) -> list[list]:
+    """Rows of one image: one per face (written to ``outputs[i]``, relative to DIR), or one with
+    empty face fields (and the JSON file as output, if any) when it has no face."""
+    image = item.relative.as_posix()
+    if not faces:
+        return [[image, outputs[0] if outputs else "", *[""] * 6, item.key]]
+    return [[image, output, *face.box, round(face.score, 4), _blank(rounded_error(float(error))), item.key]
+            for output, face, error in zip(outputs, faces, errors)]
+
+
+def _blank(value: float | None) -> float | str:
+    return "" if value is None else value
+
+
+def row_format(row: Sequence[str]) -> str:
+    """The output format a row belongs to: ``json`` for a JSON output, else ``pts`` (also a face-less pts image)."""
+    return "json" if row[1].endswith(".json") else "pts"
+
+
+def open_index(out: Path, fmt: str, done: set[str], overwrite: bool) -> TextIO:
+    """``out/faces.csv`` opened for appending, holding only rows the journal backs.
+
+    Rows of format ``fmt`` are kept when the journal ``done`` records their
+    image (none with ``overwrite``); rows of the other format are kept as they
+    are. A partial last line (a run killed while writing) is dropped.
+    """
+    path = out / INDEX
+
+    def keep(row: list[str]) -> bool:
+        return len(row) == len(COLUMNS) and (row_format(row) != fmt or (not overwrite and row[-1] in done))
+
+    whole, seen = _ends_whole(path), set()
+    for row in _rows(path):
+        whole &= keep(row)
+        if len(row) == len(COLUMNS) and row_format(row) == fmt:
+            seen.add(row[-1])
+    if not whole:
+        with atomic_file(path, text=True) as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            writer.writerows(filter(keep, _rows(path)))
+    if done - seen and not overwrite:
+        print(f"warning: {path} lacks the faces of {len(done - seen)} images done by an earlier run; "
+              "rerun with --overwrite for a complete index", file=sys.stderr)
+    return open(path, "a", encoding="utf-8", newline="")
+
+
+def _ends_whole(path: Path) -> bool:
+    """Whether ``path`` exists and ends with a whole line."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:  # missing, or empty
+        return False
+
+
+def _rows(path: Path) -> Iterator[list[str]]:
+    """The data rows in whole lines of an index file, none if it is missing."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.reader(line for line in f if line.endswith("\n"))
+        if next(rows, COLUMNS) != COLUMNS:
+            raise FileExistsError(f"{path}: not an annotate index (header is not {','.join(COLUMNS)}); "
+                                  "move it away or choose another --out")
+        yield from rows
+
+
+def append_rows(index: TextIO, rows: list[list]) -> None:
+    """Append one image's rows in one write, and flush (before its journal line)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    index.write(buffer.getvalue())
+    index.flush()
+
+
+def read_index(out: Path) -> Iterator[dict[str, str]]:
+    """The rows of ``out/faces.csv``, one at a time, as dicts keyed by :data:`COLUMNS`."""
+    with open(out / INDEX, encoding="utf-8", newline="") as f:
+        yield from csv.DictReader(f)

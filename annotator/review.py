@@ -1,0 +1,146 @@
+"""``annotate review``: contact sheets and lists of a run's faces ranked by expected error."""
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .draw import draw_face
+from .formats import atomic_write, read_pts
+from .images import ImageError, read_image
+from .index import INDEX, read_index
+
+TILE = 200  # side of a face crop on the sheet, px
+LABEL = 36  # text strip under each crop, px
+GAP = 4  # between tiles, px
+COLUMNS = 6
+PER_PAGE = 30  # tiles per sheet: 6 x 5
+MARGIN = 0.3  # crop around the points and box, as a share of their size on each side
+BACKGROUND = (40, 40, 40)
+
+
+class ReviewError(Exception):
+    """The run cannot be reviewed (no index, no expected errors)."""
+
+
+def ranked_faces(out: Path, n: int, worst: bool = True) -> list[dict[str, str]]:
+    """The ``n`` faces of the run in ``out`` with the highest (``worst``) or lowest expected error, in that order."""
+    faces = 0
+
+    def rated() -> Iterator[dict[str, str]]:
+        nonlocal faces
+        for row in read_index(out):
+            faces += bool(row["left"])
+            if row["expected_error"]:
+                yield row
+
+    pick = heapq.nlargest if worst else heapq.nsmallest  # as sorted(...)[:n], memory for n rows only
+    try:
+        chosen = pick(n, rated(), key=lambda r: float(r["expected_error"]))
+    except FileNotFoundError:
+        raise ReviewError(f"{out / INDEX} not found: review needs a run of this version of annotate") from None
+    if faces and not chosen:
+        raise ReviewError(f"no face in {out / INDEX} has an expected_error ({faces} faces): only our network "
+                          "estimates it, runs with --landmarker dlib cannot be ranked")
+    if not chosen:
+        raise ReviewError(f"{out / INDEX} lists no face")
+    return chosen
+
+
+def face_points(out: Path, row: dict[str, str]) -> np.ndarray:
+    """The face's 0-based (68, 2) points read back from the run's output file (.pts is 1-based)."""
+    path = out / row["output"]
+    if path.suffix == ".pts":
+        return read_pts(path)
+    box = [int(row[k]) for k in ("left", "top", "right", "bottom")]
+    faces = json.loads(path.read_text(encoding="utf-8"))["faces"]
+    match = [f for f in faces if f["box"] == box]
+    if not match:
+        raise ValueError(f"{path}: no face with box {box}")
+    return np.asarray(match[0]["landmarks"], dtype=np.float64)
+
+
+def listing(out: Path, rows: list[dict[str, str]]) -> str:
+    """One line per face: expected error, output file, input image, box left,top,right,bottom (tab-separated)."""
+    return "".join(f"{r['expected_error']}\t{out / r['output']}\t{r['input_path']}\t"
+                   f"{r['left']},{r['top']},{r['right']},{r['bottom']}\n" for r in rows)
+
+
+def tile(out: Path, row: dict[str, str]) -> np.ndarray:
+    """The face cropped from its original image with its points drawn, and a label strip below."""
+    canvas = np.full((TILE + LABEL, TILE, 3), BACKGROUND, np.uint8)
+    try:
+        points = face_points(out, row)
+        canvas[:TILE] = _crop(read_image(row["input_path"]), points, row)
+    except (OSError, ImageError, ValueError) as e:
+        _text(canvas, f"cannot show: {type(e).__name__}", 0.5 * TILE)
+    _text(canvas, Path(row["output"]).name, TILE + 14)
+    _text(canvas, f"expected error {float(row['expected_error']):.4g}", TILE + 30)
+    return canvas
+
+
+def _crop(image: np.ndarray, points: np.ndarray, row: dict[str, str]) -> np.ndarray:
+    """A TILE x TILE square around the points and the box (grey outside the image), points drawn."""
+    box = np.array([[float(row["left"]), float(row["top"])], [float(row["right"]), float(row["bottom"])]])
+    lo, hi = np.minimum(points.min(0), box[0]), np.maximum(points.max(0), box[1])
+    side = max(hi - lo) * (1 + 2 * MARGIN) + 1
+    x0, y0 = np.floor((lo + hi) / 2 - side / 2).astype(int)
+    side = int(math.ceil(side))
+    h, w = image.shape[:2]
+    region = image[max(y0, 0):max(min(y0 + side, h), 0), max(x0, 0):max(min(x0 + side, w), 0)]
+    region = cv2.copyMakeBorder(region, max(-y0, 0), side - region.shape[0] - max(-y0, 0), max(-x0, 0),
+                                side - region.shape[1] - max(-x0, 0), cv2.BORDER_CONSTANT, value=BACKGROUND)
+    scale = TILE / side
+    crop = cv2.resize(region, (TILE, TILE), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    draw_face(crop, (points - (x0, y0) + 0.5) * scale - 0.5)  # pixel centres map to pixel centres
+    return crop
+
+
+def _text(canvas: np.ndarray, text: str, y: float) -> None:
+    """A line of small white text at baseline ``y``, cut (ending in ...) to fit the tile."""
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    cut = text
+    while len(cut) > 1 and cv2.getTextSize(cut if cut == text else cut + "...", font, scale, 1)[0][0] > TILE - 8:
+        cut = cut[:-1]
+    cv2.putText(canvas, cut if cut == text else cut + "...", (4, int(y)), font, scale, (255, 255, 255), 1,
+                cv2.LINE_AA)
+
+
+def sheet_shape(faces: int) -> tuple[int, int]:
+    """(height, width) in pixels of a sheet of ``faces`` tiles."""
+    return math.ceil(faces / COLUMNS) * (TILE + LABEL + GAP), COLUMNS * (TILE + GAP)
+
+
+def sheet(tiles: list[np.ndarray]) -> np.ndarray:
+    """Tiles in rows of COLUMNS, left to right then top to bottom, GAP pixels apart."""
+    canvas = np.full((*sheet_shape(len(tiles)), 3), BACKGROUND, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, COLUMNS)
+        y, x = r * (TILE + LABEL + GAP), c * (TILE + GAP)
+        canvas[y:y + TILE + LABEL, x:x + TILE] = t
+    return canvas
+
+
+def page_paths(path: Path, pages: int) -> list[Path]:
+    """``path`` for one page, else ``<stem>-1<suffix>``, ``<stem>-2<suffix>``, ..."""
+    if pages == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, pages + 1)]
+
+
+def write_sheets(out: Path, rows: list[dict[str, str]], path: Path, per_page: int | None = None) -> list[Path]:
+    """Contact sheets of ``rows`` in order, ``per_page`` (default PER_PAGE) faces a page; returns the files written."""
+    per_page = per_page or PER_PAGE
+    if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        raise ReviewError(f"{path}: the sheet's name must end in .jpg or .png")
+    pages = [rows[i:i + per_page] for i in range(0, len(rows), per_page)]
+    paths = page_paths(path, len(pages))
+    for page, target in zip(pages, paths):
+        params = [] if target.suffix.lower() == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 92]
+        atomic_write(target, cv2.imencode(target.suffix, sheet([tile(out, r) for r in page]), params)[1].tobytes())
+    return paths

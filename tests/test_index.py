@@ -1,0 +1,93 @@
+"""Per-face expected_error and the run index DIR/faces.csv, on real runs of the CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+
+from annotator.index import COLUMNS
+from conftest import annotate
+
+
+def index_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "faces.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        return list(reader)
+
+
+def faceless_photo(photos: Path, data: Path) -> Path:
+    """A real photo's background (the top-left corner of an AFW photo: no face)."""
+    image = cv2.imread(str(data / "300w" / "afw" / "1051618982_1.jpg"))
+    cv2.imwrite(str(photos / "background.jpg"), image[:300, :180])
+    return photos / "background.jpg"
+
+
+def box_of(row: dict[str, str]) -> list[int]:
+    return [int(row[k]) for k in ("left", "top", "right", "bottom")]
+
+
+def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
+    out = tmp_path / "out"
+    annotate(photos, "--out", out, "--format", "json", "-j", "1")
+    faces = {}
+    for path in out.glob("*.json"):
+        for face in json.loads(path.read_text())["faces"]:
+            assert list(face) == ["box", "score", "expected_error", "landmarks"]
+            assert isinstance(face["expected_error"], float) and 0 < face["expected_error"] < 1
+            faces[path.name, tuple(face["box"])] = face
+    rows = index_rows(out)
+    assert len(rows) == len(faces) == 7
+    for row in rows:
+        face = faces[row["output"], tuple(box_of(row))]
+        assert float(row["score"]) == face["score"]
+        assert float(row["expected_error"]) == face["expected_error"]
+        assert row["image"] == Path(row["output"]).stem + ".jpg"
+        assert Path(row["input_path"]) == (photos / row["image"]).absolute()
+
+
+def test_pts_index_resume_and_overwrite(photos, tmp_path, data):
+    out = tmp_path / "out"
+    faceless_photo(photos, data)
+    shutil.move(photos / "1634816_1.jpg", tmp_path / "later.jpg")
+    annotate(photos, "--out", out)
+    rows = index_rows(out)
+    assert sorted(r["output"] for r in rows if r["output"]) == sorted(p.name for p in out.glob("*.pts"))
+    blank = [r for r in rows if r["image"] == "background.jpg"]
+    assert blank == [{**{k: "" for k in COLUMNS}, "image": "background.jpg",
+                      "input_path": str((photos / "background.jpg").absolute())}]
+    assert all(r["expected_error"] for r in rows if r["output"])
+
+    shutil.move(tmp_path / "later.jpg", photos / "1634816_1.jpg")
+    annotate(photos, "--out", out)  # resumes: appends the new image's row only
+    again = index_rows(out)
+    assert again[:len(rows)] == rows
+    assert [r["output"] for r in again[len(rows):]] == ["1634816_1.pts"]
+
+    annotate(photos, "--out", out, "--overwrite")
+    rewritten = index_rows(out)
+    assert sorted(map(str, rewritten)) == sorted(map(str, again))  # same rows, none twice
+
+
+def test_dlib_faces_have_no_expected_error(photos, tmp_path):
+    out = tmp_path / "out"
+    annotate(photos / "1051618982_1.jpg", "--out", out, "--format", "json", "--landmarker", "dlib")
+    assert json.loads((out / "1051618982_1.json").read_text())["faces"][0]["expected_error"] is None
+    assert index_rows(out)[0]["expected_error"] == ""
+    result = annotate("review", out, "--worst", "5", "--list", check=False)
+    assert result.returncode != 0 and "--landmarker dlib" in result.stderr
+
+
+def test_min_score_drops_a_low_scoring_detection(data, tmp_path):
+    # AFW 4584451140: two annotated faces (scores 0.52 and 0.29) and foliage detected at 0.24
+    photo = data / "300w" / "afw" / "4584451140_1.jpg"
+    annotate(photo, "--out", tmp_path / "all", "--format", "json")
+    annotate(photo, "--out", tmp_path / "kept", "--format", "json", "--min-score", "0.25")
+    every = json.loads((tmp_path / "all" / "4584451140_1.json").read_text())["faces"]
+    kept = json.loads((tmp_path / "kept" / "4584451140_1.json").read_text())["faces"]
+    assert any(f["score"] < 0.25 for f in every)
+    assert kept == [f for f in every if f["score"] >= 0.25] and len(kept) == 2
+    assert [float(r["score"]) for r in index_rows(tmp_path / "kept")] == [f["score"] for f in kept]

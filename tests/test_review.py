@@ -1,0 +1,66 @@
+"""``annotate review``: sheets of the right size, faces in the documented order, points read right."""
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from annotator.review import GAP, LABEL, TILE, face_points, sheet_shape, tile
+from conftest import PHOTOS, annotate
+from test_index import box_of, index_rows
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data):
+    """The same AFW photos (7 faces) annotated as JSON and as .pts."""
+    root = tmp_path_factory.mktemp("review")
+    (root / "photos").mkdir()
+    for stem in PHOTOS:
+        shutil.copy(data / "300w" / "afw" / f"{stem}.jpg", root / "photos")
+    for fmt in ("json", "pts"):
+        annotate(root / "photos", "--out", root / fmt, "--format", fmt, "-j", "1")
+    return root
+
+
+def listed(out, *flags) -> list[tuple[str, list[int]]]:
+    lines = annotate("review", out, *flags, "--list").stdout.splitlines()
+    return [(line.split("\t")[1], [int(v) for v in line.split("\t")[3].split(",")]) for line in lines]
+
+
+@pytest.mark.parametrize("order", ["--worst", "--best"])
+def test_list_is_ranked_by_expected_error(runs, order):
+    rows = sorted(index_rows(runs / "json"), key=lambda r: float(r["expected_error"]), reverse=order == "--worst")
+    expected = [(str(runs / "json" / r["output"]), box_of(r)) for r in rows[:5]]
+    assert listed(runs / "json", order, "5") == expected
+
+
+def test_sheet_pages_have_the_expected_size(runs, tmp_path):
+    result = annotate("review", runs / "pts", "--worst", "7", "--out", tmp_path / "sheet.jpg", "--per-page", "4")
+    assert "sheet-1.jpg" in result.stderr and "sheet-2.jpg" in result.stderr
+    assert cv2.imread(str(tmp_path / "sheet-1.jpg")).shape[:2] == sheet_shape(4)
+    assert cv2.imread(str(tmp_path / "sheet-2.jpg")).shape[:2] == sheet_shape(3)
+    annotate("review", runs / "json", "--best", "2", "--out", tmp_path / "best.png")
+    assert cv2.imread(str(tmp_path / "best.png")).shape[:2] == sheet_shape(2)
+    assert not (tmp_path / "sheet.jpg").exists() and not (tmp_path / "sheet-3.jpg").exists()
+
+
+def test_sheet_tiles_are_in_list_order(runs, tmp_path):
+    """Each tile of the sheet is the face at that rank, worst first, left to right."""
+    annotate("review", runs / "json", "--worst", "3", "--out", tmp_path / "worst.png")
+    page = cv2.imread(str(tmp_path / "worst.png"))
+    rows = sorted(index_rows(runs / "json"), key=lambda r: -float(r["expected_error"]))
+    h, w = TILE + LABEL, TILE
+    for i, row in enumerate(rows[:3]):
+        x = i * (TILE + GAP)
+        assert np.array_equal(page[:h, x:x + w], tile(runs / "json", row))
+    assert not np.array_equal(page[:h, :w], tile(runs / "json", rows[3]))
+
+
+def test_points_read_back_from_pts_and_json_agree(runs):
+    json_rows = {tuple(box_of(r)): r for r in index_rows(runs / "json")}
+    for row in index_rows(runs / "pts"):
+        from_pts = face_points(runs / "pts", row)  # 1-based file, 0-based points
+        from_json = face_points(runs / "json", json_rows[tuple(box_of(row))])
+        assert from_pts.shape == (68, 2) and np.allclose(from_pts, from_json, atol=2e-3)
