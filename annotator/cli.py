@@ -188,7 +188,7 @@ def train() -> None:
 
 
 def _register_training() -> None:
-    from training.cli import add_commands
+    from annotator.training.cli import add_commands
     add_commands(train)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from annotator.crop import (apply_affine, box_affine, crop, from_box_relative, invert_affine, similarity,
                             to_box_relative)
 from annotator.detect import detect
-from training.augment import base_affine, context_points, sample
+from annotator.training.augment import base_affine, context_points, sample
 
 
 def test_box_relative_round_trip_and_edges():

@@ -11,9 +11,9 @@ from annotator.detect import detect, face_containing
 from annotator.images import read_image
 from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
 from conftest import annotate
-from training.groundtruth import labelled_images, read_68
-from training.metrics import normalised_errors
-from training.prepare import load_cache
+from annotator.training.groundtruth import labelled_images, read_68
+from annotator.training.metrics import normalised_errors
+from annotator.training.prepare import load_cache
 
 
 def test_prepare_fit_evaluate_export(photos, tmp_path):
