@@ -1,6 +1,8 @@
 """Command line: ``annotate PATH... --out DIR`` and ``annotate train ...``."""
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -9,35 +11,101 @@ import click
 from .images import DEFAULT_MAX_PIXELS
 
 
-class DefaultGroup(click.Group):
-    """A group whose first argument, unless it names a subcommand, goes to ``run``."""
+TRAIN_MODULE = "annotator.training.cli"  # imported only when ``annotate train`` is used (it needs torch)
+
+
+class AnnotateGroup(click.Group):
+    """``annotate PATH... --out DIR`` runs the hidden ``run`` command; ``annotate train ...`` trains.
+
+    The help screen is the ``run`` command's, followed by the list of commands.
+    """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and not _names_command(args):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return ["run", "review", "train"]
 
-@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "train":
+            return importlib.import_module(TRAIN_MODULE).train
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            if e.ctx is not None and e.ctx.command is run_command:  # one line, naming no hidden command
+                e.message, e.ctx = f"{e.message} (see '{ctx.command_path} --help')", None
+            raise
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "PATH... --out DIR [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "train prepare|fit|evaluate|export ...", prefix="       ")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        run_ctx = click.Context(run_command, info_name=ctx.info_name, parent=ctx)
+        params = [p for p in run_command.get_params(run_ctx) if p.name != "help"] + self.get_params(ctx)
+        with formatter.section("Options"):
+            formatter.write_dl([r for p in params if (r := p.get_help_record(run_ctx))])
+        self.format_commands(ctx, formatter)
+
+
+def _names_command(args: list[str]) -> bool:
+    """Whether ``args`` start with a command or a group option rather than the paths to annotate.
+
+    A path that exists is annotated even when it is named like a command (a folder called ``train``,
+    ``review`` or ``run``), unless the command's own arguments follow it (``annotate train fit ...``,
+    ``annotate review RUN_FOLDER ...``).
+    """
+    first, rest = args[0], args[1:]
+    if first in ("-h", "--help", "--version"):
+        return True
+    if first not in ("run", "review", "train"):
+        return False
+    if not os.path.exists(first) or not rest or rest[0] in ("-h", "--help"):
+        return True
+    if first == "train":
+        return rest[0] in ("prepare", "fit", "evaluate", "calibrate", "export")
+    return first == "review" and os.path.isdir(rest[0])
+
+
+def check_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """A -j value joblib can use: N >= 1 processes, or -N for all cores but N - 1."""
+    if value >= 1 or value == -1:
+        return value
+    from joblib import cpu_count
+    if value == 0 or value < -cpu_count():
+        raise click.BadParameter(f"{value}: use N >= 1 processes, or -1 (all {cpu_count()} cores) "
+                                 f"down to -{cpu_count()} (one process)")
+    return value
+
+
+JOBS_HELP = "Worker processes; negative: all cores but |N| - 1 (-1: all cores, -2: all but one)."
+
+
+@click.group(cls=AnnotateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="face-annotator")
 def main() -> None:
-    """Annotate faces in photos with 68 iBUG 300-W landmarks.
+    """Find faces in PATHs (images or folders, walked recursively) and write their 68 iBUG 300-W
+    landmarks under --out: a .pts file per face (1-based) or a .json file per image (0-based).
 
     \b
       annotate ./images --out ./pts
       annotate ./images --out ./json --format json -j 8
-      annotate train --help
+      annotate train --help        # prepare data, train, evaluate against dlib, export
     """
 
 
-@main.command("run")
+@main.command("run", hidden=True)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; the input tree is mirrored under it.")
 @click.option("--format", "fmt", type=click.Choice(["pts", "json"]), default="pts", show_default=True,
               help="pts: one 1-based .pts per face; json: one 0-based .json per image.")
-@click.option("-j", "--jobs", type=int, default=-1, show_default=True,
-              help="Worker processes (-1: all cores).")
+@click.option("-j", "--jobs", type=int, default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
 @click.option("--min-face", type=click.IntRange(10), default=None,
               help="Smallest face to find (box side, px of the photo); sets the detection scale. "
                    "Default: 40 px, or 1/25 of the photo's shorter side if larger.")
@@ -181,15 +249,3 @@ def review_command(folder, worst, best, sheet, per_page, as_list) -> None:
     except ReviewError as e:
         raise click.ClickException(str(e)) from None
 
-
-@main.group()
-def train() -> None:
-    """Prepare data, train, evaluate against dlib and export the network."""
-
-
-def _register_training() -> None:
-    from annotator.training.cli import add_commands
-    add_commands(train)
-
-
-_register_training()

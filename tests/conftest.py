@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANNOTATOR_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 # AFW photos: one face each, and one with three faces (the same photo is stored once per face).
 PHOTOS = ["1051618982_1", "134212_1", "1130084326_1", "1634816_1"]
@@ -37,10 +38,12 @@ def photos(tmp_path: Path, data: Path) -> Path:
     return folder
 
 
-def annotate(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real ``annotate`` command line in a subprocess."""
-    cmd = [sys.executable, "-m", "annotator", *map(str, args)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+def annotate(*args: str | Path, check: bool = True, cwd: Path | None = None, python: tuple[str, ...] = (),
+             package: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run the real ``annotate`` command line in a subprocess, ``annotator`` imported from ``package``."""
+    cmd = [sys.executable, *python, "-m", "annotator", *map(str, args)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stderr}")
     return result

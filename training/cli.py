@@ -1,4 +1,7 @@
-"""The ``annotate train`` commands (click); the work is in the modules beside this one."""
+"""The ``annotate train`` commands (click); the work is in the modules beside this one.
+
+Imported only when ``annotate train`` is used; torch is imported by the commands themselves.
+"""
 from __future__ import annotations
 
 import json
@@ -8,10 +11,15 @@ from pathlib import Path
 
 import click
 
-from annotator.landmarks import DEFAULT_WEIGHTS
+from annotator.cli import JOBS_HELP, check_jobs
 
 
-@click.command()
+@click.group()
+def train() -> None:
+    """Prepare data, train, evaluate against dlib and export the network."""
+
+
+@train.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Cache file (.npz) to write; with several --size, a name containing {size}.")
@@ -21,28 +29,38 @@ from annotator.landmarks import DEFAULT_WEIGHTS
 @click.option("--part", type=click.Choice(["all", "train", "holdout"]), default="all", show_default=True,
               help="Every face, the training part, or the fixed held-out 15% of photos (by a hash of the "
                    "photo's name; a photo's faces stay together).")
-@click.option("-j", "--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
 def prepare(folders, out, sizes, upsample, part, jobs) -> None:
-    """Detect and crop the 68-point faces of 300-W style FOLDERS into one cache file."""
+    """Detect and crop the faces of 300-W style FOLDERS into a cache.
+
+    One cache file per --size; each holds the 68-point faces the detector found.
+    """
     from .prepare import prepare as run
     counts = run(list(folders), out, tuple(sizes), upsample, jobs, part)
     click.echo(f"{counts['kept']} faces kept, {counts['missed']} detector misses, "
                f"{counts['skipped']} files skipped (not 68 points) -> {out}")
 
 
-@click.command()
+@train.command()
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--val", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Validation cache(s): mean error printed each epoch.")
-@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8", "heatmap"]), default="cnn8", show_default=True)
-@click.option("--width", default=32, show_default=True, help="Channels of the first stage.")
+@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8", "heatmap"]), default="cnn8", show_default=True,
+              help="Network: cnn8 (eight 3x3 convolutions; the shipped one), onet (MTCNN's O-Net), resnet18, "
+                   "or heatmap (U-Net with soft-argmax; --frame shape only).")
+@click.option("--width", default=32, show_default=True,
+              help="Channels of the network's first convolutions, doubled at each halving of the resolution "
+                   "(the crop size comes from the caches).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it exists).")
-@click.option("--epochs", default=60, show_default=True)
-@click.option("--batch", default=64, show_default=True)
+@click.option("--epochs", default=60, show_default=True, help="Passes over the training faces.")
+@click.option("--batch", default=64, show_default=True, help="Faces per optimisation step.")
 @click.option("--lr", default=2e-3, show_default=True, help="Peak learning rate (AdamW).")
-@click.option("--weight-decay", default=1e-4, show_default=True)
-@click.option("--loss", type=click.Choice(["mse", "l1", "wing"]), default="mse", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--weight-decay", default=1e-4, show_default=True, help="AdamW weight decay.")
+@click.option("--loss", type=click.Choice(["mse", "l1", "wing"]), default="mse", show_default=True,
+              help="Point loss in crop pixels: squared, absolute, or wing (Feng et al. 2018).")
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of initialisation, shuffling and augmentation (same seed, data and --threads: "
+                   "same weights).")
 @click.option("--threads", default=2, show_default=True, help="torch threads (part of what makes a run repeatable).")
 @click.option("--no-augment", is_flag=True, help="Train on the plain crops.")
 @click.option("--other-convention", "other", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -53,7 +71,7 @@ def prepare(folders, out, sizes, upsample, part, jobs) -> None:
               help="box: first stage on the detector box; shape: refinement stage on the aligned face.")
 def fit(caches, val, arch, width, out, epochs, batch, lr, weight_decay, loss, seed, threads, no_augment,
         other, occlude, frame) -> None:
-    """Train the landmark network on CACHES (from prepare) into the run folder --out."""
+    """Train a landmark network on CACHES (from prepare) into --out."""
     from .fit import fit as run
     command = "annotate train fit " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     row = run(list(caches), out, list(val), arch, width, epochs, batch, lr, weight_decay, loss, seed,
@@ -61,20 +79,24 @@ def fit(caches, val, arch, width, out, epochs, batch, lr, weight_decay, loss, se
     click.echo(json.dumps(row))
 
 
-@click.command()
+@train.command()
 @click.argument("weights", type=click.Path(exists=True))
 @click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--holdout-of", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Ground-truth folder of which only the held-out 15% of photos is scored (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
-@click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling for the boxes.")
-@click.option("--max-side", type=int, default=None, help="Detect on a copy shrunk to this longest side.")
+@click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling, as in annotate.")
+@click.option("--max-side", type=int, default=None,
+              help="Detect on a copy shrunk to this longest side, as in annotate.")
 @click.option("--train-dlib", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Also train dlib's shape predictor on the training part of these folders (mirrored, same "
                    "detector boxes; OUT/dlib_trained.dat, reused if present) and score it beside ours.")
-@click.option("-j", "--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
 def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, jobs) -> None:
-    """Compare WEIGHTS (a run folder or .pt) with dlib on ground-truth FOLDERS: CED plots and a table."""
+    """Compare WEIGHTS with dlib on ground-truth FOLDERS.
+
+    WEIGHTS is a run folder or an exported .pt; writes CED plots, report.json and report.md to --out.
+    """
     from .evaluate import evaluate as run
     from .evaluate import markdown_table
     from .export import export as do_export
@@ -94,13 +116,13 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
     click.echo(markdown_table(report))
 
 
-@click.command()
+@train.command()
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False))
 @click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--holdout-of", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Ground-truth folder of which only the held-out 15% of photos is used (repeatable).")
-@click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling for the boxes.")
-@click.option("-j", "--jobs", default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling, as in annotate.")
+@click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
 def calibrate(weights, folders, holdout_of, upsample, jobs) -> None:
     """Fit WEIGHTS' per-face expected error on held-out faces and store the fit in WEIGHTS."""
     from .calibrate import calibrate as run
@@ -109,18 +131,20 @@ def calibrate(weights, folders, holdout_of, upsample, jobs) -> None:
     click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs)))
 
 
-@click.command()
+@train.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--dest", type=click.Path(dir_okay=False), default=str(DEFAULT_WEIGHTS), show_default=True,
-              help="Where to write the weights (default: inside the installed package).")
+@click.option("--dest", type=click.Path(dir_okay=False), default=None,
+              help="Weights file to write. Default: annotator/weights/landmarks68.pt of the source checkout "
+                   "this command runs from; required when the tool is installed (never into site-packages).")
 @click.option("--no-flip", is_flag=True, help="Do not average with the mirrored crop at inference.")
 def export(runs, dest, no_flip) -> None:
-    """Write the cascade of RUNS (box stage first, then refinement stages) as the tool's network."""
+    """Write RUNS as one cascade weights file.
+
+    RUNS: the box stage first, then refinement stages (run folders or last.pt files).
+    """
     from .export import export as do_export
+    from .export import source_weights
+    if dest is None and (dest := source_weights()) is None:
+        raise click.UsageError("--dest is required: the tool is installed, not run from a source checkout, "
+                               "and export does not write into the installed package.")
     click.echo(f"wrote {do_export(list(runs), dest, flip=not no_flip)}")
-
-
-def add_commands(group: click.Group) -> None:
-    """Attach the training commands to ``annotate train``."""
-    for command in (prepare, fit, evaluate, calibrate, export):
-        group.add_command(command)

@@ -1,4 +1,4 @@
-"""``annotate train export``: training runs' weights into the package, as the tool's default."""
+"""``annotate train export``: training runs' weights as one cascade file (the tool's default network)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,12 @@ import torch
 from annotator.landmarks import DEFAULT_WEIGHTS
 
 
-def export(runs: list[str | Path], dest: str | Path = DEFAULT_WEIGHTS, flip: bool = True) -> Path:
+def source_weights() -> Path | None:
+    """The packaged weights file when the tool runs from a source checkout (setup.cfg beside the package)."""
+    return DEFAULT_WEIGHTS if (DEFAULT_WEIGHTS.parents[2] / "setup.cfg").is_file() else None
+
+
+def export(runs: list[str | Path], dest: str | Path, flip: bool = True) -> Path:
     """Write the cascade of ``runs`` (first: box stage, then refinement stages) to ``dest``.
 
     Each stage keeps its config and normalisation; the metadata keeps every
