@@ -162,24 +162,21 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
     from tqdm import tqdm
 
     from .discover import walk
-    from .landmarks import cached_landmarker
-    from .run import FAILURE_LOG, OutputStopped, Summary, run
+    from .run import FAILURE_LOG, OutputStopped, Summary, count, load_landmarker, run
 
-    try:  # fail once, here, rather than on every image; with -j 1 this is the landmarker the run uses
-        cached_landmarker(opts.landmarker, opts.weights, opts.flip)
+    try:  # fail once, here, rather than on every image
+        load_landmarker(opts, jobs, backend)
     except Exception as e:
         source = f" from {opts.weights}" if opts.weights and opts.landmarker == "network" else ""
         raise click.ClickException(f"cannot load the {opts.landmarker} landmarker{source}: "
                                    f"{type(e).__name__}: {e}") from None
-    bar = tqdm(unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(unit=" img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
     def on_result(r, summary):
         if r.error:
             bar.write(f"error: {r.key}: {r.error}", file=sys.stderr)
+        bar.set_postfix_str(f"{summary.faces} faces, {summary.failed} failed", refresh=False)
         bar.update()
-        secs = bar.format_dict["elapsed"] or 1e-9
-        bar.set_postfix_str(f"faces={summary.faces} failed={summary.failed} "
-                            f"{summary.images / secs:.1f} img/s", refresh=False)
 
     def on_notice(message):
         bar.write(f"warning: {message}", file=sys.stderr)
@@ -207,7 +204,7 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
     if opts.min_face is None and opts.upsample is None and opts.max_side is None:
         click.echo(_default_scan_note(), err=True)
     if summary.failed:
-        click.echo(f"{summary.failed} images failed; see {opts.out / FAILURE_LOG}", err=True)
+        click.echo(f"{count(summary.failed, 'image')} failed; see {opts.out / FAILURE_LOG}", err=True)
         sys.exit(1)
 
 

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# What OpenCV decodes to 8-bit colour: JPEG, PNG, BMP, TIFF, WebP, the portable anymaps, Sun raster, GIF,
+# JPEG 2000 and AVIF.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".pbm", ".pgm",
+                    ".ppm", ".pnm", ".sr", ".ras", ".gif", ".jp2", ".avif"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Item:
     relative: Path
     name: str
     error: str | None = None  # set for a folder that could not be listed: reported as a failure
+    taken: frozenset[str] = frozenset()  # other images' output names that look like ``<name>_<k>``
 
     @property
     def key(self) -> str:
@@ -45,9 +49,10 @@ def walk(inputs: list[str | Path], exclude: list[Path] = ()) -> Iterator[Item]:
     symlinked folders already visited are skipped, so symlink loops end.
     """
     exclude = {Path(e).resolve() for e in exclude}
+    files = _numbered([Path(p).stem for p in inputs])  # named files all write to the top of the output
     for root in map(Path, inputs):
         if root.is_file():
-            yield Item(root, Path(root.name), root.stem)
+            yield Item(root, Path(root.name), root.stem, taken=files.get(root.stem, frozenset()))
         elif root.is_dir():
             yield from _walk_dir(root, root, exclude, set())
         else:
@@ -66,11 +71,23 @@ def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set) -> Iterat
         return
     images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
     stems = Counter(p.stem for p in images)
-    for path in images:
-        yield Item(path, path.relative_to(root), path.stem if stems[path.stem] == 1 else path.name)
+    names = [p.stem if stems[p.stem] == 1 else p.name for p in images]
+    numbered = _numbered(names)
+    for path, name in zip(images, names):
+        yield Item(path, path.relative_to(root), name, taken=numbered.get(name, frozenset()))
     for entry in entries:
         if _is_dir(entry):
             yield from _walk_dir(Path(entry.path), root, exclude, seen)
+
+
+def _numbered(names: list[str]) -> dict[str, frozenset[str]]:
+    """For each ``a``, the names ``a_1``, ``a_2``, ... among ``names``: another image's outputs, not ``a``'s."""
+    found: dict[str, set[str]] = {}
+    for name in names:
+        base, _, k = name.rpartition("_")
+        if base and k.isascii() and k.isdigit():
+            found.setdefault(base, set()).add(name)
+    return {base: frozenset(v) for base, v in found.items()}
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -8,23 +8,22 @@ import shutil
 import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-from .detect import detect
+from .detect import detect, detector
 from .discover import Item
 from .draw import draw_face
 from .formats import atomic_write, json_record, pts_text
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .index import append_rows, image_rows, open_index
-from .landmarks import cached_landmarker
 
 DONE_LOG = ".annotate-done-{format}.log"  # one resume journal per output format
 FAILURE_LOG = "failures.log"
@@ -83,11 +82,18 @@ class Summary:
         self.failed += r.error is not None
 
     def line(self) -> str:
+        """``5 images: 3 with 7 faces, 1 without a face, 1 failed; 2 already done; 4.1 s, 1.22 images/s``."""
         secs = time.perf_counter() - self.started
         rate = self.images / secs if secs > 0 else 0.0
-        skipped = f", {self.skipped} already done" if self.skipped else ""
-        return (f"{self.images} images, {self.faces} faces, {self.no_face} without a face, "
-                f"{self.failed} failed{skipped}; {secs:.1f} s, {rate:.2f} images/s")
+        with_faces = self.images - self.no_face - self.failed
+        skipped = f"; {self.skipped} already done" if self.skipped else ""
+        return (f"{count(self.images, 'image')}: {with_faces} with {count(self.faces, 'face')}, "
+                f"{self.no_face} without a face, {self.failed} failed{skipped}; {secs:.1f} s, {rate:.2f} images/s")
+
+
+def count(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def annotate_image(item: Item, opts: Options) -> Result:
@@ -103,6 +109,7 @@ def annotate_image(item: Item, opts: Options) -> Result:
 
 
 def _annotate(item: Item, opts: Options) -> Result:
+    from .landmarks import cached_landmarker  # torch: imported where images are annotated only
     if item.error:
         return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
@@ -120,10 +127,25 @@ def _annotate(item: Item, opts: Options) -> Result:
                    for i in range(len(points))]
         for path, p in zip(outputs, points):
             atomic_write(path, pts_text(p), opts.out / TMP_DIR)
+        _remove_stale_pts(item, opts.out, len(points))
     if opts.preview:
         atomic_write(item.output(opts.preview, ".jpg"), _preview(image, faces, points))
     rows = image_rows(item, [o.relative_to(opts.out).as_posix() for o in outputs], faces, errors)
     return Result(item.key, faces=len(faces), rows=rows)
+
+
+def _remove_stale_pts(item: Item, out: Path, faces: int) -> None:
+    """Delete the .pts files an earlier run wrote for this image and this one did not (fewer faces)."""
+    if faces != 1:
+        item.output(out, ".pts").unlink(missing_ok=True)
+    k = 1 if faces == 1 else faces + 1
+    while True:  # an earlier run's faces are numbered without gaps: stop at the first missing one
+        if f"{item.name}_{k}" not in item.taken:  # another image's output keeps its name
+            try:
+                item.output(out, f"_{k}.pts").unlink()
+            except FileNotFoundError:
+                return
+        k += 1
 
 
 def _preview(image: np.ndarray, faces, points: np.ndarray) -> bytes:
@@ -131,6 +153,26 @@ def _preview(image: np.ndarray, faces, points: np.ndarray) -> bytes:
     for f, pts in zip(faces, points):
         draw_face(canvas, pts, f.box)
     return cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def load_landmarker(opts: Options, jobs: int, backend: str | None = None) -> None:
+    """Load the landmarker and detector where images will be annotated; a bad --weights fails here, once.
+
+    With one local process that is this one. With several, each joblib worker loads them now (they are
+    reused by :func:`run`), so this process never imports torch and no worker starts cold.
+    """
+    with parallel_config(backend=backend):
+        workers = effective_n_jobs(jobs)
+        if workers == 1 or backend == "dask":
+            _load(opts)
+        else:
+            Parallel(n_jobs=jobs)(delayed(_load)(opts) for _ in range(workers))
+
+
+def _load(opts: Options) -> None:
+    from .landmarks import cached_landmarker
+    cached_landmarker(opts.landmarker, opts.weights, opts.flip)
+    detector()
 
 
 def check_writable(out: Path) -> None:
@@ -167,17 +209,21 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
         shutil.rmtree(opts.out / TMP_DIR, ignore_errors=True)
         (opts.out / TMP_DIR).mkdir()
         journal_path = opts.out / DONE_LOG.format(format=opts.format)
+        (opts.out / FAILURE_LOG).unlink(missing_ok=True)  # written again at this run's first failure
         done = set() if overwrite else read_done(journal_path)
         feed = _Feed(_todo(items, done, summary))
         with _open_log(journal_path, append=not overwrite) as journal, \
-                open_index(opts.out, opts.format, done, overwrite) as index, \
-                _open_log(opts.out / FAILURE_LOG, append=False) as failures, \
+                open_index(opts.out, opts.format, done, overwrite) as index, ExitStack() as logs, \
                 parallel_config(backend=backend):
+            failures = None
+
             def record(r: Result) -> None:
+                nonlocal failures
                 if r.stop:
                     raise OutputStopped(f"cannot write the outputs of {r.key}: {r.error}")
                 summary.add(r)
                 if r.error:
+                    failures = failures or logs.enter_context(_open_log(opts.out / FAILURE_LOG, append=False))
                     _append_line(failures, f"{r.key}\t{r.error}")
                 else:
                     append_rows(index, r.rows)  # before the journal line: see annotator/index.py
@@ -190,7 +236,16 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
         if e.errno in STOP_ERRNOS:
             raise OutputStopped(f"cannot write to {opts.out}: {e.strerror}") from None
         raise
+    finally:
+        _remove_if_empty(opts.out / TMP_DIR)
     return summary
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (a worker still writing when interrupted): the next run clears it
+        pass
 
 
 def _annotate_all(feed: _Feed, opts: Options, jobs: int, record: Callable[[Result], None],

@@ -49,6 +49,12 @@ def annotate(*args: str | Path, check: bool = True, cwd: Path | None = None, pyt
     return result
 
 
+def outputs(folder: Path) -> dict[str, str]:
+    """The .pts and .json files under ``folder``: relative path -> text."""
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix in (".pts", ".json")}
+
+
 def many_photos(photos: Path, tmp_path: Path, copies: int = 10) -> Path:
     """``copies`` folders, each with the test photos: 4 * copies images."""
     folder = tmp_path / "many"

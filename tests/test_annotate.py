@@ -10,12 +10,7 @@ import numpy as np
 import pytest
 
 from annotator.formats import read_pts
-from conftest import annotate
-
-
-def outputs(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.suffix in (".pts", ".json")}
+from conftest import annotate, outputs
 
 
 def test_pts_per_face_near_ground_truth(photos, tmp_path):
@@ -93,7 +88,7 @@ def test_resume_skips_done_and_retries_failed(photos, tmp_path):
     (photos / "broken.jpg").unlink()
     shutil.copy(photos / "1634816_1.jpg", photos / "broken.jpg")  # now readable: retried
     second = annotate(photos, "--out", out)
-    assert "1 images" in second.stderr and "4 already done" in second.stderr
+    assert "1 image:" in second.stderr and "4 already done" in second.stderr
     assert {p: p.stat().st_mtime_ns for p in done} == done
     assert (out / "broken.pts").exists()
     third = annotate(photos, "--out", out, "--overwrite")

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import annotate
-from test_annotate import outputs
+from conftest import annotate, outputs
 
 distributed = pytest.importorskip("dask.distributed")
 

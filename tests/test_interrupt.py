@@ -5,8 +5,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import annotate, finish, many_photos, start_annotate, wait_for_journal
-from test_annotate import outputs
+from conftest import annotate, finish, many_photos, outputs, start_annotate, wait_for_journal
 
 
 def start_and_stop(folder: Path, out: Path, sig: int, after: int) -> subprocess.CompletedProcess:
@@ -31,7 +30,7 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(photos, tmp_path):
     assert "already done" in rerun.stderr
     assert outputs(out) == outputs(tmp_path / "reference")
     assert all(p.stat().st_size > 0 for p in out.rglob("*.pts"))
-    assert not list((out / ".annotate-tmp").iterdir())
+    assert not (out / ".annotate-tmp").exists()
     done = (out / ".annotate-done-pts.log").read_text().splitlines()
     assert len(done) == len(set(done)) == 40  # every image recorded exactly once
     assert sorted(index_lines(out)) == sorted(index_lines(tmp_path / "reference"))

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import annotate, finish, many_photos, start_annotate, wait_for_journal
-from test_annotate import outputs
+from conftest import annotate, finish, many_photos, outputs, start_annotate, wait_for_journal
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -71,7 +70,7 @@ def test_full_disk_stops_at_once_keeps_whole_files_and_rerun_finishes(photos, tm
     written = outputs(out)
     assert 0 < len(written) < len(outputs(reference))
     assert all(outputs(reference)[name] == text for name, text in written.items())  # whole files only
-    assert (out / "failures.log").read_text() == ""  # no image is blamed for the disk
+    assert not (out / "failures.log").exists()  # no image is blamed for the disk
     filler.unlink()
     rerun = annotate(folder, "--out", out, "-j", "2")
     assert "already done" in rerun.stderr
