@@ -89,6 +89,35 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([r, (dc - r @ sc)[:, None]])
 
 
+def to_crop_pixels(rel: np.ndarray, size: int) -> np.ndarray:
+    """Crop-relative coordinates (crop edges at 0 and 1, as networks output) -> pixel centres of a ``size`` crop."""
+    return rel * size - 0.5
+
+
+def from_crop_pixels(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Pixel centres of a ``size`` crop -> crop-relative coordinates (inverse of :func:`to_crop_pixels`)."""
+    return (pixels + 0.5) / size
+
+
+def context_box(size: int, context: float) -> Box:
+    """Where the detector box lies (pixel indices) in its crop cut with ``context`` (:func:`crop`)."""
+    first = (round(size * context) - size) / 2
+    return first, first, first + size - 1, first + size - 1
+
+
+def frame_affine(frame: str, size: int, box: Box, points: np.ndarray | None = None,
+                 template: np.ndarray | None = None) -> np.ndarray:
+    """Source -> network crop matrix for a ``size`` network of crop ``frame``; inference and training alike.
+
+    ``box``: the detector box as is. ``shape``: ``points`` (in the source) aligned by a similarity onto
+    ``template``, the network's crop-relative mean shape. The source is the photo at inference, the
+    cached context crop in training (with ``box`` from :func:`context_box`).
+    """
+    if frame == "box":
+        return box_affine(box, size)
+    return similarity(points, to_crop_pixels(template, size))
+
+
 def to_box_relative(points: np.ndarray, box: Box) -> np.ndarray:
     """Image points -> box-relative coordinates (box edges at 0 and 1)."""
     m = box_affine(box, 1)

@@ -10,21 +10,15 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .crop import Box, apply_affine, box_affine, invert_affine, similarity, warp
+from .checkpoint import DEFAULT_WEIGHTS, load_cascade
+from .crop import Box, apply_affine, frame_affine, invert_affine, to_crop_pixels, warp
 from .network import FLIP_PERMUTATION, LandmarkNet
-
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "landmarks68.pt"
 
 
 def load_stages(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict]:
     """The cascade's networks ready for inference, and the checkpoint's metadata (training commands, ...)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    stages = []
-    for stage in ckpt["stages"]:
-        net = LandmarkNet(**stage["config"])
-        net.load_state_dict(stage["state_dict"])
-        stages.append(for_inference(net))
-    return stages, ckpt.get("meta", {})
+    stages, meta = load_cascade(path)
+    return [for_inference(net) for net in stages], meta
 
 
 def for_inference(net: LandmarkNet) -> LandmarkNet:
@@ -58,14 +52,6 @@ def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64) -> tuple[
             plain.append(rel[:half])
             mirrored.append(back)
     return np.concatenate(plain), np.concatenate(mirrored)
-
-
-def frame_affine(net: LandmarkNet, box: Box, points: np.ndarray | None) -> np.ndarray:
-    """Image -> crop matrix of ``net``: the detector box, or the previous points aligned to its mean shape."""
-    size = net.config["size"]
-    if net.config.get("frame", "box") == "box":
-        return box_affine(box, size)
-    return similarity(points, net.mean_shape.numpy().astype(np.float64) * size - 0.5)
 
 
 class NetworkLandmarker:
@@ -104,11 +90,12 @@ class NetworkLandmarker:
             return np.zeros((0, 68, 2)), np.zeros((0, 3))
         points, outputs = [None] * len(faces), []
         for net in self.stages:
-            size = net.config["size"]
-            ms = [frame_affine(net, b, p) for (_, b), p in zip(faces, points)]
+            size, frame = net.config["size"], net.config.get("frame", "box")
+            template = net.mean_shape.numpy().astype(np.float64)
+            ms = [frame_affine(frame, size, b, p, template) for (_, b), p in zip(faces, points)]
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             back = [invert_affine(m) for m in ms]
-            pair = [np.stack([apply_affine(b, r * size - 0.5) for b, r in zip(back, rel)])
+            pair = [np.stack([apply_affine(b, to_crop_pixels(r, size)) for b, r in zip(back, rel)])
                     for rel in predict_both(net, crops)]
             outputs.append(pair)
             points = list((pair[0] + pair[1]) / 2)

@@ -4,10 +4,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from annotator.crop import (apply_affine, box_affine, crop, from_box_relative, invert_affine, similarity,
-                            to_box_relative)
-from annotator.detect import detect
-from annotator.training.augment import base_affine, context_points, sample
+from annotator.crop import (apply_affine, box_affine, context_box, crop, frame_affine, from_box_relative,
+                            similarity, to_box_relative, to_crop_pixels, warp)
+from annotator.detect import detect, face_containing
+from annotator.images import read_image
+from annotator.landmarks import load_stages
+from annotator.training.augment import context_points, sample
+from annotator.training.groundtruth import read_68
 
 
 def test_box_relative_round_trip_and_edges():
@@ -23,18 +26,55 @@ def test_training_crop_is_the_inference_crop():
     for box in [(100, 50, 199, 149), (10, 20, 330, 340), (480, 380, 530, 430)]:
         inference = crop(image, box, 62)
         cached = crop(image, box, 62, context=2)
-        base = base_affine("box", cached.shape[0], None, None, 62)
+        base = frame_affine("box", 62, context_box(62, 2))
         trained, rel = sample(cached, context_points(np.array([[0.25, 0.75]]), 62, 2), 62, base, None)
         assert np.abs(trained.astype(int) - inference).max() <= 1  # OpenCV's 1/32 px sampling grid
         assert np.allclose(rel, [[0.25, 0.75]])
 
 
-def test_shape_frame_similarity_inverts():
+def test_shape_stage_training_crop_is_the_inference_crop(data):
+    """The shape stage sees in training (aligned on points in the cached crop) what it sees at inference."""
+    template = _template()
+    for stem in ("1051618982_1", "134212_1"):  # a square detector box (108 x 108), and 186 x 187
+        image = read_image(data / "300w" / "afw" / f"{stem}.jpg")
+        points = read_68(data / "300w" / "afw" / f"{stem}.pts")
+        box = face_containing(detect(image), points).box
+        inference = frame_affine("shape", 62, box, points, template)
+        into_cache = box_affine(box, 62, context=2)
+        in_cache = context_points(to_box_relative(points, box), 62, 2)
+        assert np.allclose(in_cache, apply_affine(into_cache, points))
+        base = frame_affine("shape", 62, context_box(62, 2), in_cache, template)
+        trained_matrix = (_square(base) @ _square(into_cache))[:2]  # image -> network crop, through the cache
+        trained, rel = sample(crop(image, box, 62, context=2), in_cache, 62, base, None)
+        assert np.allclose(to_crop_pixels(rel, 62), apply_affine(trained_matrix, points))
+        if box[2] - box[0] == box[3] - box[1]:
+            assert np.allclose(trained_matrix, inference)
+        else:  # the cached crop stretches a non-square box to a square: the alignment moves a little
+            assert np.abs(apply_affine(trained_matrix, points) - apply_affine(inference, points)).max() < 0.25
+        # the same pixels, up to training's second bilinear resampling (of the cached crop)
+        assert np.abs(trained.astype(float) - warp(image, inference, 62)).mean() < 3
+
+
+def _template() -> np.ndarray:
+    """The shipped shape stage's mean shape (crop-relative)."""
+    stages, _ = load_stages()
+    return stages[-1].mean_shape.numpy().astype(np.float64)
+
+
+def _square(m: np.ndarray) -> np.ndarray:
+    return np.vstack([m, [0, 0, 1]])
+
+
+def test_similarity_recovers_a_rotation_scale_and_shift():
     rng = np.random.default_rng(1)
     src = rng.uniform(0, 100, (68, 2))
-    m = similarity(src, src * 0.5 + 3)
-    assert np.allclose(apply_affine(invert_affine(m), apply_affine(m, src)), src)
-    assert np.allclose(box_affine((0, 0, 61, 61), 62)[:, :2], np.eye(2))
+    a, s, t = np.deg2rad(25), 0.5, np.array([3.0, -7.0])
+    r = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    m = similarity(src, src @ r.T + t)
+    assert np.allclose(m, np.hstack([r, t[:, None]]))
+    noisy = similarity(src, src @ r.T + t + rng.normal(0, 0.5, src.shape))  # least squares, still a similarity
+    assert np.isclose(noisy[0, 0], noisy[1, 1]) and np.isclose(noisy[0, 1], -noisy[1, 0])
+    assert np.allclose(noisy[:, :2], m[:, :2], atol=0.01) and np.allclose(noisy[:, 2], t, atol=0.5)
 
 
 def test_max_side_boxes_map_back(data):

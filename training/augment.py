@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from annotator.crop import similarity
+from annotator.crop import from_crop_pixels, to_crop_pixels
 from annotator.network import FLIP_PERMUTATION
 
 # Jitter (shift and scale as a share of the crop, rotation in degrees) per crop frame: the box frame
@@ -14,15 +14,7 @@ JITTER = {"box": (0.08, 0.08, 12.0), "shape": (0.03, 0.04, 5.0)}
 
 def context_points(targets: np.ndarray, size: int, context: int) -> np.ndarray:
     """Box-relative targets -> pixel coordinates in the cached context crop."""
-    return targets * size - 0.5 + size * (context - 1) / 2
-
-
-def base_affine(frame: str, crop_side: int, points: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
-    """Context crop -> network input matrix before jitter: the box crop, or ``points`` aligned to ``template``."""
-    if frame == "shape":
-        return similarity(points, template * size - 0.5)
-    shift = (size - 1) / 2 - (crop_side - 1) / 2
-    return np.array([[1.0, 0, shift], [0, 1.0, shift]])
+    return to_crop_pixels(targets, size) + size * (context - 1) / 2
 
 
 def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
@@ -30,8 +22,8 @@ def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
            ) -> tuple[np.ndarray, np.ndarray]:
     """One network input (size x size) and its crop-relative targets from a context crop.
 
-    Without ``rng`` the crop is exactly ``base`` (for the box frame: what
-    inference sees). With it: random shift, log-normal scale and normal
+    ``base`` is the context crop -> network crop matrix (``annotator.crop.frame_affine``). Without
+    ``rng`` the crop is exactly ``base``: what inference sees. With it: random shift, log-normal scale and normal
     rotation about the crop centre, and a horizontal flip with the left/right
     point permutation.
     """
@@ -48,7 +40,7 @@ def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
             points = points[FLIP_PERMUTATION]
     image = cv2.warpAffine(crop, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     out = points @ m[:, :2].T + m[:, 2]
-    return image, (out + 0.5) / size
+    return image, from_crop_pixels(out, size)
 
 
 def _square(m: np.ndarray) -> np.ndarray:

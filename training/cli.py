@@ -69,13 +69,12 @@ def prepare(folders, out, sizes, upsample, part, jobs) -> None:
 @click.option("--occlude", default=0.0, show_default=True, help="Share of samples with a random grey rectangle.")
 @click.option("--frame", type=click.Choice(["box", "shape"]), default="box", show_default=True,
               help="box: first stage on the detector box; shape: refinement stage on the aligned face.")
-def fit(caches, val, arch, width, out, epochs, batch, lr, weight_decay, loss, seed, threads, no_augment,
-        other, occlude, frame) -> None:
+def fit(caches, out, val, no_augment, other, **options) -> None:
     """Train a landmark network on CACHES (from prepare) into --out."""
     from .fit import fit as run
     command = "annotate train fit " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    row = run(list(caches), out, list(val), arch, width, epochs, batch, lr, weight_decay, loss, seed,
-              threads, not no_augment, frame, list(other), occlude, command)
+    row = run(list(caches), out, val=list(val), augment=not no_augment, other=list(other), command=command,
+              **options)
     click.echo(json.dumps(row))
 
 

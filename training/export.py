@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from annotator.landmarks import DEFAULT_WEIGHTS
+from annotator.checkpoint import DEFAULT_WEIGHTS, load_run, save_cascade
 
 
 def source_weights() -> Path | None:
@@ -21,18 +19,14 @@ def export(runs: list[str | Path], dest: str | Path, flip: bool = True) -> Path:
     weights are stored as float16.
     """
     stages, fits = [], []
-    for run in map(Path, runs):
-        ckpt = torch.load(run / "last.pt" if run.is_dir() else run, map_location="cpu", weights_only=True)
+    for run in runs:
+        ckpt = load_run(run)
         stages.append({"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])})
         fits.append({"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]})
     if stages[0]["config"].get("frame", "box") != "box":
         raise ValueError(f"{runs[0]}: the first stage must be a box-frame network")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    torch.save({"stages": stages, "meta": {"flip": flip, "stages": fits}}, tmp)
-    tmp.replace(dest)
-    return dest
+    save_cascade(dest, stages, {"flip": flip, "stages": fits})
+    return Path(dest)
 
 
 def _half(state: dict) -> dict:

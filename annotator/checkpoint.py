@@ -1,0 +1,56 @@
+"""Checkpoint files, saved atomically: a training run's ``last.pt`` and the exported cascade.
+
+Run checkpoint: ``{"config", "state_dict", "optimizer", "meta": {"fit", "history"}}``.
+Cascade (the tool's weights): ``{"stages": [{"config", "state_dict"}, ...], "meta": {"flip", "stages", ...}}``.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from .formats import atomic_write
+from .network import LandmarkNet
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "landmarks68.pt"
+
+
+def save(path: str | Path, checkpoint: dict) -> None:
+    """``torch.save`` to ``path`` through a temporary file: a reader never sees a partial file."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write(Path(path), buffer.getvalue())
+
+
+def load(path: str | Path) -> dict:
+    """A checkpoint's tensors and metadata, on the CPU (plain data only: ``weights_only``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_run(path: str | Path, net: LandmarkNet, optimizer: torch.optim.Optimizer, meta: dict) -> None:
+    """A training run's resumable state."""
+    save(path, {"config": net.config, "state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "meta": meta})
+
+
+def load_run(path: str | Path) -> dict:
+    """A run's checkpoint from its folder (``last.pt`` in it) or the file itself."""
+    path = Path(path)
+    return load(path / "last.pt" if path.is_dir() else path)
+
+
+def save_cascade(path: str | Path, stages: list[dict], meta: dict) -> None:
+    """The tool's weights: each stage's ``config`` and ``state_dict``, and metadata."""
+    save(path, {"stages": stages, "meta": meta})
+
+
+def load_cascade(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict]:
+    """The cascade's networks (training mode, as built) and its metadata."""
+    ckpt = load(path)
+    stages = []
+    for stage in ckpt["stages"]:
+        net = LandmarkNet(**stage["config"])
+        net.load_state_dict(stage["state_dict"])
+        stages.append(net)
+    return stages, ckpt.get("meta", {})
