@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -54,12 +55,16 @@ def test_two_faces_side_by_side(photos, tmp_path):
 
 
 def test_pts_layout_byte_for_byte(photos, tmp_path):
-    out = tmp_path / "out"
-    annotate(photos / "1051618982_1.jpg", "--out", out)
-    lines = (out / "1051618982_1.pts").read_bytes().split(b"\n")
-    assert lines[:3] == [b"version: 1", b"n_points: 68", b"{"]
-    assert lines[71:] == [b"}", b""]
-    assert all(len(line.split(b" ")) == 2 for line in lines[3:71])
+    """Every byte is the data set's layout: header, 68 rows of two 3-decimal numbers, footer, LF endings."""
+    annotate(photos / "1051618982_1.jpg", "--out", tmp_path / "pts")
+    annotate(photos / "1051618982_1.jpg", "--out", tmp_path / "json", "--format", "json")
+    written = (tmp_path / "pts" / "1051618982_1.pts").read_bytes()
+    layout = rb"version: 1\nn_points: 68\n\{\n(?:-?\d+\.\d{3} -?\d+\.\d{3}\n){68}\}\n"
+    assert re.fullmatch(layout, (photos / "1051618982_1.pts").read_bytes())  # 300-W's own file
+    assert re.fullmatch(layout, written)
+    rows = np.array([line.split() for line in written.decode().splitlines()[3:71]], dtype=float)
+    landmarks = json.loads((tmp_path / "json" / "1051618982_1.json").read_text())["faces"][0]["landmarks"]
+    assert np.abs(rows - 1 - np.array(landmarks)).max() <= 1.5e-3
 
 
 def test_json_is_pts_minus_one(photos, tmp_path):
