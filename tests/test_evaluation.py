@@ -11,8 +11,8 @@ from annotator.detect import detect, face_containing
 from annotator.images import read_image
 from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
 from conftest import annotate
-from training.groundtruth import labelled_images, photo_of, read_68
-from training.metrics import normalised_errors, spearman, worst_caught
+from annotator.training.groundtruth import labelled_images, photo_of, read_68
+from annotator.training.metrics import normalised_errors, spearman, worst_caught
 
 
 def test_holdout_is_a_fixed_slice_of_whole_photos(data):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from annotator import checkpoint
 
 from .evaluate import collect, set_name
 from .metrics import spearman
@@ -28,9 +29,7 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
     model = fit_error_model(features, errors)
     model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets],
                  spearman_on_fit=spearman(features @ np.asarray(model["coef"]), errors))
-    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    ckpt = checkpoint.load(weights)
     ckpt["meta"]["error_model"] = model
-    tmp = Path(weights).with_suffix(".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(weights)
+    checkpoint.save(weights, ckpt)
     return model
