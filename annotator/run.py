@@ -161,9 +161,11 @@ def load_landmarker(opts: Options, jobs: int, backend: str | None = None) -> Non
     With one local process that is this one. With several, each joblib worker loads them now (they are
     reused by :func:`run`), so this process never imports torch and no worker starts cold.
     """
+    if backend == "dask":  # the cluster's workers load it with their first image; check it here
+        return _load(opts)
     with parallel_config(backend=backend):
         workers = effective_n_jobs(jobs)
-        if workers == 1 or backend == "dask":
+        if workers == 1:
             _load(opts)
         else:
             Parallel(n_jobs=jobs)(delayed(_load)(opts) for _ in range(workers))
