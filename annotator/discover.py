@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-# What OpenCV decodes to 8-bit colour: JPEG, PNG, BMP, TIFF, WebP, the portable anymaps, Sun raster, GIF,
-# JPEG 2000 and AVIF.
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".pbm", ".pgm",
-                    ".ppm", ".pnm", ".sr", ".ras", ".gif", ".jp2", ".avif"}
+# What OpenCV decodes and images.header_size can size before decoding: JPEG, PNG, BMP, TIFF, WebP, GIF,
+# the portable anymaps and Sun raster.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pbm",
+                    ".pgm", ".ppm", ".pnm", ".sr", ".ras"}
 
 
 @dataclass(frozen=True)

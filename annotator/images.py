@@ -1,6 +1,7 @@
 """Robust image decoding: every failure becomes an ImageError with a short reason."""
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -15,7 +16,7 @@ class ImageError(Exception):
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, BMP, GIF, TIFF or WebP header, without decoding; None if unknown."""
+    """(width, height) from a PNG, JPEG, BMP, GIF, TIFF, WebP, PNM or Sun raster header; None if unknown."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:2] == b"BM" and len(data) >= 26:
@@ -37,7 +38,14 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         return _jpeg_size(data)
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return _tiff_size(data)
-    return None
+    if data[:4] == b"\x59\xa6\x6a\x95" and len(data) >= 12:  # Sun raster
+        return struct.unpack(">II", data[4:12])
+    pnm = _PNM_HEADER.match(data[:1024])
+    return (int(pnm[1]), int(pnm[2])) if pnm else None
+
+
+# Portable anymap (.pbm .pgm .ppm .pnm): P1..P6, then width and height, with whitespace and comments between.
+_PNM_HEADER = re.compile(rb"P[1-6](?:\s+|#[^\n]*\n)+(\d{1,9})(?:\s+|#[^\n]*\n)+(\d{1,9})\s")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:

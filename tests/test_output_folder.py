@@ -35,7 +35,8 @@ def test_no_empty_leftovers_and_a_failure_log_only_on_failure(photos, tmp_path):
     assert "broken.jpg" in (out / "failures.log").read_text()
     (photos / "broken.jpg").unlink()
     annotate(photos, "--out", out, "--overwrite")
-    assert sorted(p.name for p in out.iterdir() if not p.suffix == ".pts") == [".annotate-done-pts.log"]
+    assert sorted(p.name for p in out.iterdir() if not p.suffix == ".pts") == [
+        ".annotate-done-pts.log", ".annotate-lock"]  # the resume journal and the run lock (see Reliability)
 
 
 def test_summary_counts_add_up_and_progress_shows_one_rate(photos, tmp_path):
@@ -57,9 +58,12 @@ def test_every_format_opencv_reads_is_walked(photos, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     face = cv2.imread(str(photos / f"{PHOTOS[0]}.jpg"))
-    for ext in (".ppm", ".pgm", ".PNM", ".jp2"):
+    for ext in (".ppm", ".pgm", ".PNM", ".ras"):
         image = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY) if ext == ".pgm" else face
         assert cv2.imwrite(str(folder / f"face{ext.lower()}_{ext[1:]}{ext}"), image)
     out = tmp_path / "out"
     assert "4 images: 4 with" in annotate(folder, "--out", out).stderr
     assert len(list(out.glob("*.pts"))) == 4
+    (folder / "bomb.ppm").write_bytes(b"P6\n# sized from the header\n100000 100000\n255\n" + bytes(64))
+    bomb = annotate(folder, "--out", out, check=False)
+    assert bomb.returncode == 1 and "bomb.ppm: 100000x100000 pixels is over the limit" in bomb.stderr
