@@ -1,6 +1,7 @@
 """Shared fixtures: real photos from ../shared/data and a runner for the real CLI."""
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -57,6 +58,20 @@ def outputs(folder: Path) -> dict[str, str]:
     """The .pts and .json files under ``folder``: relative path -> text."""
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*"))
             if p.is_file() and p.suffix in (".pts", ".json")}
+
+
+def index_rows(out: Path) -> list[dict[str, str]]:
+    """The rows of a run's index ``out/faces.csv`` (its header checked)."""
+    from annotator.index import COLUMNS
+    with open(out / "faces.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        return list(reader)
+
+
+def box_of(row: dict[str, str]) -> list[int]:
+    """The box of an index row."""
+    return [int(row[k]) for k in ("left", "top", "right", "bottom")]
 
 
 def many_photos(photos: Path, tmp_path: Path, copies: int = 10) -> Path:

@@ -1,7 +1,6 @@
 """Per-face expected_error and the run index DIR/faces.csv, on real runs of the CLI."""
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -9,14 +8,7 @@ from pathlib import Path
 import cv2
 
 from annotator.index import COLUMNS
-from conftest import annotate
-
-
-def index_rows(out: Path) -> list[dict[str, str]]:
-    with open(out / "faces.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        assert reader.fieldnames == COLUMNS
-        return list(reader)
+from conftest import annotate, box_of, index_rows
 
 
 def faceless_photo(photos: Path, data: Path) -> Path:
@@ -24,10 +16,6 @@ def faceless_photo(photos: Path, data: Path) -> Path:
     image = cv2.imread(str(data / "300w" / "afw" / "1051618982_1.jpg"))
     cv2.imwrite(str(photos / "background.jpg"), image[:300, :180])
     return photos / "background.jpg"
-
-
-def box_of(row: dict[str, str]) -> list[int]:
-    return [int(row[k]) for k in ("left", "top", "right", "bottom")]
 
 
 def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from annotator.review import GAP, LABEL, TILE, face_points, sheet_shape, tile
-from conftest import PHOTOS, annotate
-from test_index import box_of, index_rows
+from conftest import PHOTOS, annotate, box_of, index_rows
 
 
 @pytest.fixture(scope="module")
