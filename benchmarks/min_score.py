@@ -21,7 +21,7 @@ from joblib import Parallel, delayed
 from annotator.detect import detect
 from annotator.formats import read_pts
 from annotator.images import read_image
-from training.groundtruth import labelled_images, photo_of
+from annotator.training.groundtruth import labelled_images, photo_of
 
 THRESHOLDS = (-0.5, -0.25, 0.0, 0.1, 0.2, 0.3, 0.5)
 

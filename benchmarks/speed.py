@@ -36,7 +36,7 @@ from annotator.discover import walk
 from annotator.formats import read_pts
 from annotator.images import read_image
 from annotator.landmarks import DlibLandmarker, NetworkLandmarker
-from training.metrics import normalised_errors
+from annotator.training.metrics import normalised_errors
 
 LARGE_RUNS = {"default": [], "old default (--upsample 1)": ["--upsample", "1"],
               "dlib (--landmarker dlib --upsample 0)": ["--landmarker", "dlib", "--upsample", "0"]}
