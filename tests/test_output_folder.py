@@ -36,7 +36,7 @@ def test_no_empty_leftovers_and_a_failure_log_only_on_failure(photos, tmp_path):
     (photos / "broken.jpg").unlink()
     annotate(photos, "--out", out, "--overwrite")
     assert sorted(p.name for p in out.iterdir() if not p.suffix == ".pts") == [
-        ".annotate-done-pts.log", ".annotate-lock"]  # the resume journal and the run lock (see Reliability)
+        ".annotate-done-pts.log", ".annotate-lock", "faces.csv"]  # resume journal, run lock, run index
 
 
 def test_summary_counts_add_up_and_progress_shows_one_rate(photos, tmp_path):
