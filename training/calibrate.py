@@ -8,6 +8,7 @@ import numpy as np
 from annotator import checkpoint
 
 from .evaluate import collect, set_name
+from .groundtruth import data_sets
 from .metrics import spearman
 
 
@@ -22,7 +23,7 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
               jobs: int = -1) -> dict:
     """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``); store it in ``weights``."""
     methods = {"network": ("network", str(weights))}
-    sets = [(f, "all") for f in folders] + [(f, "holdout") for f in holdout_of]
+    sets = data_sets(folders, holdout_of)
     faces = [collect(f, part, methods, upsample, jobs=jobs) for f, part in sets]
     features = np.concatenate([f["features"] for f in faces])
     errors = np.concatenate([f["errors"]["network"] for f in faces])

@@ -7,24 +7,19 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-from annotator.detect import detect, face_containing
-from annotator.images import read_image
 from annotator.network import FLIP_PERMUTATION
 
-from .groundtruth import labelled_images, read_68
+from .groundtruth import detected_face, labelled_images
 
 MARGIN = 0.5  # each face is cut out with half its box size around it (dlib needs no more; saves memory)
 
 
 def _face(image_path: Path, pts_path: Path, upsample: int) -> tuple[np.ndarray, tuple, np.ndarray] | None:
     """The face's RGB region, its detector box and its points in that region, or None (missed / not 68)."""
-    points = read_68(pts_path)
-    if points is None:
+    found = detected_face(image_path, pts_path, upsample)
+    if found is None or found[1] is None:
         return None
-    image = read_image(image_path)
-    face = face_containing(detect(image, upsample), points)
-    if face is None:
-        return None
+    image, face, points = found
     left, top, right, bottom = face.box
     pad = round(MARGIN * (right - left + 1))
     x0, y0 = max(0, left - pad), max(0, top - pad)

@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-from annotator.detect import detect, face_containing
-from annotator.images import read_image
 from annotator.landmarks import cached_landmarker, expected_error
 
-from .groundtruth import labelled_images, read_68
+from .groundtruth import data_sets, detected_face, labelled_images
 from .metrics import THRESHOLD, ced, normalised_errors, spearman, summarise, worst_caught
 
 LABELS = {"network": "ours (network)", "dlib": "dlib shape_predictor_68 (shipped)",
@@ -20,11 +18,10 @@ LABELS = {"network": "ours (network)", "dlib": "dlib shape_predictor_68 (shipped
 
 def _evaluate_image(image_path: Path, pts_path: Path, methods: dict[str, tuple[str, str | None]],
                     upsample: int, max_side: int | None) -> dict | None:
-    truth = read_68(pts_path)
-    if truth is None:
+    found = detected_face(image_path, pts_path, upsample, max_side)
+    if found is None:
         return None
-    image = read_image(image_path)
-    face = face_containing(detect(image, upsample, max_side), truth)
+    image, face, truth = found
     if face is None:
         return {"missed": True}
     row = {"missed": False, "truth": truth}
@@ -70,7 +67,7 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
         methods["dlib-trained"] = ("dlib", str(dlib_trained))
     error_model = cached_landmarker("network", str(weights)).meta.get("error_model")
     report = {"weights": str(weights), "threshold": THRESHOLD, "upsample": upsample, "sets": {}}
-    for folder, part in [(f, "all") for f in folders] + [(f, "holdout") for f in holdout_of]:
+    for folder, part in data_sets(folders, holdout_of):
         faces = collect(folder, part, methods, upsample, max_side, jobs)
         name = set_name(folder, part)
         errors = faces["errors"]

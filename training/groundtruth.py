@@ -8,8 +8,10 @@ from typing import Iterator
 
 import numpy as np
 
+from annotator.detect import Face, detect, face_containing
 from annotator.discover import IMAGE_EXTENSIONS
 from annotator.formats import read_pts
+from annotator.images import read_image
 
 HOLDOUT = 0.15  # share of photos held out for validation (``part="holdout"``)
 PARTS = ("all", "train", "holdout")
@@ -45,3 +47,21 @@ def read_68(pts: Path) -> np.ndarray | None:
     """0-based (68, 2) points, or None when the file holds another markup (e.g. 39 points)."""
     points = read_pts(pts)
     return points if len(points) == 68 else None
+
+
+def data_sets(folders: list[str], holdout_of: list[str] = ()) -> list[tuple[str, str]]:
+    """(folder, part) pairs: every face of ``folders``, the held-out slice of ``holdout_of``."""
+    return [(f, "all") for f in folders] + [(f, "holdout") for f in holdout_of]
+
+
+def detected_face(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None
+                  ) -> tuple[np.ndarray, Face | None, np.ndarray] | None:
+    """The image, the detection containing its ground-truth points' centre (None: missed) and the points.
+
+    None when the ``.pts`` holds another markup than 68 points.
+    """
+    points = read_68(pts_path)
+    if points is None:
+        return None
+    image = read_image(image_path)
+    return image, face_containing(detect(image, upsample, max_side), points), points

@@ -7,20 +7,17 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from annotator.crop import crop, to_box_relative
-from annotator.detect import detect, face_containing
-from annotator.images import read_image
 
-from .groundtruth import labelled_images, read_68
+from .groundtruth import detected_face, labelled_images
 
 CONTEXT = 2  # cached crops are twice the box, so augmentation can shift, scale and rotate
 
 
 def _face(image_path: Path, pts_path: Path, sizes: tuple[int, ...], upsample: int) -> dict:
-    points = read_68(pts_path)
-    if points is None:
+    found = detected_face(image_path, pts_path, upsample)
+    if found is None:
         return {"status": "skipped"}
-    image = read_image(image_path)
-    face = face_containing(detect(image, upsample), points)
+    image, face, points = found
     if face is None:
         return {"status": "missed"}
     return {"status": "kept", "crops": [crop(image, face.box, s, CONTEXT) for s in sizes], "box": face.box,
