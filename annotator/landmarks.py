@@ -69,7 +69,7 @@ class NetworkLandmarker:
 
     def predict_many(self, images: list[np.ndarray], boxes: list[list[Box]]) -> np.ndarray:
         """Points for the boxes of several images, all faces through each stage as one batch."""
-        return self.predict_with_error(images, boxes)[0]
+        return self.predict_with_features(images, boxes)[0]
 
     def predict_with_error(self, images: list[np.ndarray], boxes: list[list[Box]]
                            ) -> tuple[np.ndarray, np.ndarray]:
