@@ -24,10 +24,10 @@ annotate train fit $C/helen_train_62.npz $C/helen_train_62.npz $C/lfpw_train_62.
 annotate train fit $C/helen_train_62.npz $C/helen_train_62.npz $C/lfpw_train_62.npz $C/lfpw_train_62.npz \
   $C/ytf_train_62.npz --other-convention $C/ytf_train_62.npz \
   --val $C/helen_holdout_62.npz --val $C/lfpw_holdout_62.npz --val $C/afw_62.npz \
-  --arch cnn8 --width 24 --loss l1 --epochs 100 --threads 1 --frame shape --occlude 0.3 --weight-decay 0.05 \
-  --out runs/s2_shape62 &
+  --arch cnn8 --width 24 --loss l1 --epochs 200 --threads 1 --frame shape --occlude 0.5 --weight-decay 0.1 \
+  --out runs/s2_shape62_e200r &
 wait
-annotate train export runs/s1_box62 runs/s2_shape62 --dest annotator/weights/landmarks68.pt
+annotate train export runs/s1_box62 runs/s2_shape62_e200r --dest annotator/weights/landmarks68.pt
 # The per-face expected error is fitted on the held-out HELEN and LFPW slices (AFW and ytf/test stay unseen).
 annotate train calibrate annotator/weights/landmarks68.pt --holdout-of "$DATA/300w/helen_trainset" \
   --holdout-of "$DATA/300w/lfpw_trainset" -j 2
