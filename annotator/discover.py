@@ -18,14 +18,14 @@ class Item:
     """An input image: its path, its path relative to its input root, and its output name.
 
     ``name`` is the stem (``a``), or the whole file name (``a.jpg``) when another
-    image in the same folder has the same stem, so a.jpg and a.png never share outputs.
+    image in the same folder has the same stem (``a.png``) or is named like one of
+    its numbered faces (``a_1.jpg``), so neither overwrites the other's files.
     """
 
     path: Path
     relative: Path
     name: str
     error: str | None = None  # set for a folder that could not be listed: reported as a failure
-    taken: frozenset[str] = frozenset()  # other images' output names that look like ``<name>_<k>``
 
     @property
     def key(self) -> str:
@@ -49,10 +49,11 @@ def walk(inputs: list[str | Path], exclude: list[Path] = ()) -> Iterator[Item]:
     symlinked folders already visited are skipped, so symlink loops end.
     """
     exclude = {Path(e).resolve() for e in exclude}
-    files = _numbered([Path(p).stem for p in inputs])  # named files all write to the top of the output
-    for root in map(Path, inputs):
+    files = [Path(p) for p in inputs]
+    names = dict(zip(files, output_names(files)))  # named files all write to the top of the output
+    for root in files:
         if root.is_file():
-            yield Item(root, Path(root.name), root.stem, taken=files.get(root.stem, frozenset()))
+            yield Item(root, Path(root.name), names[root])
         elif root.is_dir():
             yield from _walk_dir(root, root, exclude, set())
         else:
@@ -70,24 +71,22 @@ def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set) -> Iterat
         yield Item(folder, folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
         return
     images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
-    stems = Counter(p.stem for p in images)
-    names = [p.stem if stems[p.stem] == 1 else p.name for p in images]
-    numbered = _numbered(names)
-    for path, name in zip(images, names):
-        yield Item(path, path.relative_to(root), name, taken=numbered.get(name, frozenset()))
+    for path, name in zip(images, output_names(images)):
+        yield Item(path, path.relative_to(root), name)
     for entry in entries:
         if _is_dir(entry):
             yield from _walk_dir(Path(entry.path), root, exclude, seen)
 
 
-def _numbered(names: list[str]) -> dict[str, frozenset[str]]:
-    """For each ``a``, the names ``a_1``, ``a_2``, ... among ``names``: another image's outputs, not ``a``'s."""
-    found: dict[str, set[str]] = {}
-    for name in names:
-        base, _, k = name.rpartition("_")
+def output_names(images: list[Path]) -> list[str]:
+    """Each image's output name (see :class:`Item`) among images that write to one output folder."""
+    stems = Counter(p.stem for p in images)
+    numbered = set()
+    for stem in stems:
+        base, _, k = stem.rpartition("_")
         if base and k.isascii() and k.isdigit():
-            found.setdefault(base, set()).add(name)
-    return {base: frozenset(v) for base, v in found.items()}
+            numbered.add(base)  # another image's outputs could be named like base's faces
+    return [p.stem if stems[p.stem] == 1 and p.stem not in numbered else p.name for p in images]
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -140,11 +140,10 @@ def _remove_stale_pts(item: Item, out: Path, faces: int) -> None:
         item.output(out, ".pts").unlink(missing_ok=True)
     k = 1 if faces == 1 else faces + 1
     while True:  # an earlier run's faces are numbered without gaps: stop at the first missing one
-        if f"{item.name}_{k}" not in item.taken:  # another image's output keeps its name
-            try:
-                item.output(out, f"_{k}.pts").unlink()
-            except FileNotFoundError:
-                return
+        try:
+            item.output(out, f"_{k}.pts").unlink()
+        except FileNotFoundError:
+            return
         k += 1
 
 

@@ -16,16 +16,27 @@ def test_redone_image_keeps_only_its_new_files(photos, tmp_path):
     folder.mkdir()
     shutil.copy(photos / f"{THREE_FACES}.jpg", folder / "group.jpg")
     shutil.copy(photos / f"{PHOTOS[0]}.jpg", folder / "solo.jpg")
-    shutil.copy(photos / f"{PHOTOS[0]}.jpg", folder / "solo_1.jpg")  # its output is named like solo's _1
+    out = tmp_path / "out"
+    annotate(folder, "--out", out)
+    assert sorted(p.name for p in out.glob("*.pts")) == ["group_1.pts", "group_2.pts", "group_3.pts", "solo.pts"]
+    annotate(folder, "--out", out, "--overwrite", "--max-faces", "1")
+    assert sorted(p.name for p in out.glob("*.pts")) == ["group.pts", "solo.pts"]
+    annotate(folder, "--out", out, "--overwrite")
+    assert sorted(p.name for p in out.glob("*.pts")) == ["group_1.pts", "group_2.pts", "group_3.pts", "solo.pts"]
+
+
+def test_an_image_named_like_anothers_face_keeps_its_own_file(photos, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photos / f"{THREE_FACES}.jpg", folder / "group.jpg")
+    shutil.copy(photos / f"{PHOTOS[0]}.jpg", folder / "group_1.jpg")  # named like group.jpg's first face
     out = tmp_path / "out"
     annotate(folder, "--out", out)
     assert sorted(p.name for p in out.glob("*.pts")) == [
-        "group_1.pts", "group_2.pts", "group_3.pts", "solo.pts", "solo_1.pts"]
-    annotate(folder, "--out", out, "--overwrite", "--max-faces", "1")
-    assert sorted(p.name for p in out.glob("*.pts")) == ["group.pts", "solo.pts", "solo_1.pts"]
-    annotate(folder, "--out", out, "--overwrite")
-    assert sorted(p.name for p in out.glob("*.pts")) == [
-        "group_1.pts", "group_2.pts", "group_3.pts", "solo.pts", "solo_1.pts"]
+        "group.jpg_1.pts", "group.jpg_2.pts", "group.jpg_3.pts", "group_1.pts"]
+    alone = tmp_path / "alone"
+    annotate(folder / "group_1.jpg", "--out", alone)
+    assert (out / "group_1.pts").read_bytes() == (alone / "group_1.pts").read_bytes()
 
 
 def test_no_empty_leftovers_and_a_failure_log_only_on_failure(photos, tmp_path):
