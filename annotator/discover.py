@@ -50,7 +50,7 @@ def walk(inputs: list[str | Path], exclude: list[Path] = ()) -> Iterator[Item]:
     """
     exclude = {Path(e).resolve() for e in exclude}
     files = [Path(p) for p in inputs]
-    names = dict(zip(files, output_names(files)))  # named files all write to the top of the output
+    names = dict(zip(files, _output_names(files)))  # named files all write to the top of the output
     for root in files:
         if root.is_file():
             yield Item(root, Path(root.name), names[root])
@@ -71,14 +71,14 @@ def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set) -> Iterat
         yield Item(folder, folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
         return
     images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
-    for path, name in zip(images, output_names(images)):
+    for path, name in zip(images, _output_names(images)):
         yield Item(path, path.relative_to(root), name)
     for entry in entries:
         if _is_dir(entry):
             yield from _walk_dir(Path(entry.path), root, exclude, seen)
 
 
-def output_names(images: list[Path]) -> list[str]:
+def _output_names(images: list[Path]) -> list[str]:
     """Each image's output name (see :class:`Item`) among images that write to one output folder."""
     stems = Counter(p.stem for p in images)
     numbered = set()

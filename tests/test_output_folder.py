@@ -37,6 +37,8 @@ def test_an_image_named_like_anothers_face_keeps_its_own_file(photos, tmp_path):
     alone = tmp_path / "alone"
     annotate(folder / "group_1.jpg", "--out", alone)
     assert (out / "group_1.pts").read_bytes() == (alone / "group_1.pts").read_bytes()
+    annotate(folder, "--out", out, "--overwrite", "--max-faces", "1")  # group.jpg's old faces go, group_1's stays
+    assert sorted(p.name for p in out.glob("*.pts")) == ["group.jpg.pts", "group_1.pts"]
 
 
 def test_no_empty_leftovers_and_a_failure_log_only_on_failure(photos, tmp_path):
