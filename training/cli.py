@@ -19,6 +19,12 @@ def train() -> None:
     """Prepare data, train, evaluate against dlib and export the network."""
 
 
+def _require_sets(folders: tuple[str, ...], holdout_of: tuple[str, ...]) -> None:
+    """evaluate and calibrate need faces: ground-truth FOLDERS, held-out slices, or both."""
+    if not folders and not holdout_of:
+        raise click.UsageError("give ground-truth FOLDERS or --holdout-of")
+
+
 @train.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
@@ -99,8 +105,7 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
     from .evaluate import evaluate as run
     from .evaluate import markdown_table
     from .export import export as do_export
-    if not folders and not holdout_of:
-        raise click.UsageError("give ground-truth FOLDERS or --holdout-of")
+    _require_sets(folders, holdout_of)
     path = Path(weights)
     if path.is_dir():  # a run folder: export it beside the report first
         path = do_export([path], Path(out) / "weights.pt")
@@ -125,8 +130,7 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
 def calibrate(weights, folders, holdout_of, upsample, jobs) -> None:
     """Fit WEIGHTS' per-face expected error on held-out faces and store the fit in WEIGHTS."""
     from .calibrate import calibrate as run
-    if not folders and not holdout_of:
-        raise click.UsageError("give ground-truth FOLDERS or --holdout-of")
+    _require_sets(folders, holdout_of)
     click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs)))
 
 
