@@ -15,10 +15,11 @@ from .crop import Box
 
 @dataclass(frozen=True)
 class Face:
-    """One detection: dlib box (inclusive pixel indices) and detector score."""
+    """One detection: dlib box (inclusive pixel indices), detector score and the detector's name."""
 
     box: Box
     score: float
+    detector: str = "hog"
 
 
 # dlib.get_frontal_face_detector()'s model, saved as is: it loads in a millisecond instead of a second

@@ -66,9 +66,9 @@ def rounded_error(error: float) -> float | None:
 
 
 def json_record(image: str, width: int, height: int, faces: list[dict]) -> str:
-    """JSON text for one image; ``faces`` hold box, score, expected_error and 0-based landmarks."""
+    """JSON text for one image; ``faces`` hold box, score, detector, expected_error and 0-based landmarks."""
     record = {"image": image, "width": width, "height": height, "faces": [
-        {"box": [int(v) for v in f["box"]], "score": round(float(f["score"]), 4),
+        {"box": [int(v) for v in f["box"]], "score": round(float(f["score"]), 4), "detector": f["detector"],
          "expected_error": rounded_error(float(f["expected_error"])),
          "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in f["landmarks"]]}
         for f in faces]}

@@ -18,7 +18,11 @@ from .discover import Item
 from .formats import atomic_file, rounded_error
 
 INDEX = "faces.csv"
-COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "expected_error", "input_path"]
+COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "detector", "expected_error", "input_path"]
+KEY_NAME = "input_path"  # what the resume journal records
+KEY = COLUMNS.index(KEY_NAME)
+# Columns an index written by an earlier version lacks, and the value its rows get when it is read.
+ADDED = {"detector": "hog"}
 
 
 def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequence[float]) -> list[list]:
@@ -26,8 +30,9 @@ def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequ
     empty face fields (and the JSON file as output, if any) when it has no face."""
     image = item.relative.as_posix()
     if not faces:
-        return [[image, outputs[0] if outputs else "", *[""] * 6, item.key]]
-    return [[image, output, *face.box, round(face.score, 4), _blank(rounded_error(float(error))), item.key]
+        return [[image, outputs[0] if outputs else "", *[""] * 7, item.key]]
+    return [[image, output, *face.box, round(face.score, 4), face.detector, _blank(rounded_error(float(error))),
+             item.key]
             for output, face, error in zip(outputs, faces, errors)]
 
 
@@ -50,13 +55,13 @@ def open_index(out: Path, fmt: str, done: set[str], overwrite: bool) -> TextIO:
     path = out / INDEX
 
     def keep(row: list[str]) -> bool:
-        return len(row) == len(COLUMNS) and (row_format(row) != fmt or (not overwrite and row[-1] in done))
+        return len(row) == len(COLUMNS) and (row_format(row) != fmt or (not overwrite and row[KEY] in done))
 
-    whole, seen = _ends_whole(path), set()
+    whole, seen = _ends_whole(path) and _header(path) in (None, COLUMNS), set()
     for row in _rows(path):
         whole &= keep(row)
         if len(row) == len(COLUMNS) and row_format(row) == fmt:
-            seen.add(row[-1])
+            seen.add(row[KEY])
     if not whole:
         with atomic_file(path, text=True) as f:
             writer = csv.writer(f, lineterminator="\n")
@@ -78,16 +83,34 @@ def _ends_whole(path: Path) -> bool:
         return False
 
 
+def _header(path: Path) -> list[str] | None:
+    """The header of an index file (None if it is missing or empty), checked to be an annotate index's."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), None)
+    except FileNotFoundError:
+        return None
+    if header is not None and not (KEY_NAME in header and set(COLUMNS) - set(header) <= set(ADDED)):
+        raise FileExistsError(f"{path}: not an annotate index (header is not {','.join(COLUMNS)}); "
+                              "move it away or choose another --out")
+    return header
+
+
 def _rows(path: Path) -> Iterator[list[str]]:
-    """The data rows in whole lines of an index file, none if it is missing."""
-    if not path.exists():
+    """The data rows in whole lines of an index file, in today's columns; none if it is missing."""
+    header = _header(path)
+    if header is None:
         return
     with open(path, encoding="utf-8", newline="") as f:
         rows = csv.reader(line for line in f if line.endswith("\n"))
-        if next(rows, COLUMNS) != COLUMNS:
-            raise FileExistsError(f"{path}: not an annotate index (header is not {','.join(COLUMNS)}); "
-                                  "move it away or choose another --out")
-        yield from rows
+        next(rows)
+        for row in rows:
+            if header == COLUMNS or len(row) != len(header):
+                yield row  # as written (a malformed row is dropped by the caller)
+                continue
+            named = dict(zip(header, row))
+            added = ADDED if named.get("left") else {}  # a face-less image's row has no face fields
+            yield [named.get(c, added.get(c, "")) for c in COLUMNS]
 
 
 def append_rows(index: TextIO, rows: list[list]) -> None:
@@ -100,5 +123,8 @@ def append_rows(index: TextIO, rows: list[list]) -> None:
 
 def read_index(out: Path) -> Iterator[dict[str, str]]:
     """The rows of ``out/faces.csv``, one at a time, as dicts keyed by :data:`COLUMNS`."""
-    with open(out / INDEX, encoding="utf-8", newline="") as f:
-        yield from csv.DictReader(f)
+    if not (out / INDEX).exists():
+        raise FileNotFoundError(f"{out / INDEX}: no run index (is {out} an annotate output folder?)")
+    for row in _rows(out / INDEX):
+        if len(row) == len(COLUMNS):
+            yield dict(zip(COLUMNS, row))

@@ -117,7 +117,7 @@ def _annotate(item: Item, opts: Options) -> Result:
     landmarker = cached_landmarker(opts.landmarker, opts.weights, opts.flip)
     points, errors = landmarker.predict_with_error([image], [[f.box for f in faces]])
     if opts.format == "json":
-        records = [{"box": f.box, "score": f.score, "expected_error": e, "landmarks": p}
+        records = [{"box": f.box, "score": f.score, "detector": f.detector, "expected_error": e, "landmarks": p}
                    for f, p, e in zip(faces, points, errors)]
         outputs = [item.output(opts.out, ".json")] * max(len(faces), 1)
         atomic_write(outputs[0], json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records),

@@ -24,14 +24,15 @@ def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
     faces = {}
     for path in out.glob("*.json"):
         for face in json.loads(path.read_text())["faces"]:
-            assert list(face) == ["box", "score", "expected_error", "landmarks"]
+            assert list(face) == ["box", "score", "detector", "expected_error", "landmarks"]
+            assert face["detector"] == "hog"
             assert isinstance(face["expected_error"], float) and 0 < face["expected_error"] < 1
             faces[path.name, tuple(face["box"])] = face
     rows = index_rows(out)
     assert len(rows) == len(faces) == 7
     for row in rows:
         face = faces[row["output"], tuple(box_of(row))]
-        assert float(row["score"]) == face["score"]
+        assert float(row["score"]) == face["score"] and row["detector"] == face["detector"]
         assert float(row["expected_error"]) == face["expected_error"]
         assert row["image"] == Path(row["output"]).stem + ".jpg"
         assert Path(row["input_path"]) == (photos / row["image"]).absolute()
@@ -79,3 +80,18 @@ def test_min_score_drops_a_low_scoring_detection(data, tmp_path):
     assert any(f["score"] < 0.25 for f in every)
     assert kept == [f for f in every if f["score"] >= 0.25] and len(kept) == 2
     assert [float(r["score"]) for r in index_rows(tmp_path / "kept")] == [f["score"] for f in kept]
+
+
+def test_an_index_of_an_earlier_version_is_upgraded_on_resume(photos, tmp_path):
+    out = tmp_path / "out"
+    shutil.move(photos / "1634816_1.jpg", tmp_path / "later.jpg")
+    annotate(photos, "--out", out)
+    rows = index_rows(out)
+    old = [c for c in COLUMNS if c != "detector"]  # the layout before the detector column
+    lines = [",".join(old)] + [",".join(r[c] for c in old) for r in rows]
+    (out / "faces.csv").write_text("\n".join(lines) + "\n")
+
+    shutil.move(tmp_path / "later.jpg", photos / "1634816_1.jpg")
+    annotate(photos, "--out", out)  # resumes: the old rows kept, in today's columns
+    again = index_rows(out)
+    assert again[:len(rows)] == rows and len(again) == len(rows) + 1
