@@ -115,8 +115,12 @@ def main() -> None:
 @click.option("--max-side", type=click.IntRange(16), default=None,
               help="Detect on a copy shrunk to at most this longest side (alone: with upsample 1).")
 @click.option("--max-faces", type=click.IntRange(1), default=None, help="Keep the N best faces per image.")
-@click.option("--min-score", type=float, default=0.0, show_default=True,
-              help="Drop detections scoring below this (the detector's score; see README for figures).")
+@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
+              help="dlib's HOG frontal face detector, or dlib's CNN face detector (finds turned and tilted "
+                   "faces too; run by torch, slower; see README for figures).")
+@click.option("--min-score", type=float, default=None,
+              help="Drop detections scoring below this (the detector's score; default 0 for both detectors; "
+                   "see README for figures).")
 @click.option("--landmarker", type=click.Choice(["network", "dlib"]), default="network", show_default=True,
               help="Our packaged network, or dlib's shape_predictor_68_face_landmarks.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -127,14 +131,16 @@ def main() -> None:
 @click.option("--preview", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a JPEG per image with boxes and points drawn, under this folder.")
 @click.option("--overwrite", is_flag=True, help="Redo images already done by an earlier run into --out.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where torch runs the network (and the CNN detector): cpu, cuda, cuda:1, ...")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images with more pixels than this (decompression bombs).")
 @click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
               help="joblib backend; dask runs on the cluster at --scheduler.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (with --backend dask).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, min_score, landmarker, weights,
-                flip, preview, overwrite, max_pixels, backend, scheduler, quiet) -> None:
+def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, detector, min_score, landmarker,
+                weights, flip, preview, overwrite, device, max_pixels, backend, scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from .lock import OutputBusy, lock_output
     from .run import Options, check_writable
@@ -148,8 +154,8 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
         except OSError as e:
             raise click.ClickException(str(e)) from None
     opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, min_face=min_face,
-                   max_faces=max_faces, min_score=min_score, landmarker=landmarker, weights=weights, flip=flip,
-                   preview=preview, max_pixels=max_pixels)
+                   max_faces=max_faces, min_score=min_score, detector=detector, device=device,
+                   landmarker=landmarker, weights=weights, flip=flip, preview=preview, max_pixels=max_pixels)
     try:
         with lock_output(out):
             _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet)
@@ -168,8 +174,9 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
         load_landmarker(opts, jobs, backend)
     except Exception as e:
         source = f" from {opts.weights}" if opts.weights and opts.landmarker == "network" else ""
-        raise click.ClickException(f"cannot load the {opts.landmarker} landmarker{source}: "
-                                   f"{type(e).__name__}: {e}") from None
+        where = f" on {opts.device}" if opts.device != "cpu" else ""
+        raise click.ClickException(f"cannot load the {opts.landmarker} landmarker{source} and the {opts.detector} "
+                                   f"detector{where}: {type(e).__name__}: {e}") from None
     bar = tqdm(unit=" img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
     def on_result(r, summary):
@@ -209,7 +216,7 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
 
 
 def _default_scan_note() -> str:
-    from .detect import DEFAULT_MIN_FACE, DEFAULT_MIN_FACE_SHARE
+    from .detectors import DEFAULT_MIN_FACE, DEFAULT_MIN_FACE_SHARE
     return (f"not looked for: faces under {DEFAULT_MIN_FACE} px or under 1/{DEFAULT_MIN_FACE_SHARE} of a "
             "photo's shorter side; --min-face PX finds smaller ones")
 

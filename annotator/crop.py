@@ -20,6 +20,15 @@ import numpy as np
 Box = tuple[int, int, int, int]
 
 
+def unscale_box(box: Box, scale: float) -> Box:
+    """A box found in a copy of an image resized by ``scale``, in the image's pixels (pixel v spans [v, v + 1))."""
+    if scale == 1.0:
+        return box
+    left, top, right, bottom = box
+    return (round(left / scale), round(top / scale), round((right + 1) / scale) - 1,
+            round((bottom + 1) / scale) - 1)
+
+
 def box_affine(box: Box, size: int, context: float = 1.0) -> np.ndarray:
     """2x3 matrix taking image coordinates to coordinates in the crop of ``box``."""
     left, top, right, bottom = box

@@ -18,7 +18,8 @@ CONTOURS = [
     (range(48, 60), True),   # outer lip
     (range(60, 68), True),   # inner lip
 ]
-POINT, LINE, BOX = (0, 0, 255), (0, 230, 0), (255, 170, 0)  # BGR
+POINT, LINE = (0, 0, 255), (0, 230, 0)  # BGR
+BOX = {"hog": (255, 170, 0), "cnn": (255, 0, 200)}  # the box's colour tells which detector found the face
 _SHIFT = 4  # cv2 fixed point: coordinates and radii in 1/16 pixel, so small faces are drawn exactly
 MIN_CONTOUR_FACE = 64  # px: on smaller faces contour lines would hide the features, points alone read better
 
@@ -38,12 +39,14 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(points * (1 << _SHIFT)).astype(np.int32)
 
 
-def draw_face(canvas: np.ndarray, points: np.ndarray, box: Box | None = None) -> None:
-    """Draw a face's 0-based (68, 2) ``points`` with their contours, and its ``box``, on ``canvas`` in place."""
+def draw_face(canvas: np.ndarray, points: np.ndarray, box: Box | None = None, detector: str = "hog") -> None:
+    """Draw a face's 0-based (68, 2) ``points`` with their contours, and its ``box`` in the colour of the
+    ``detector`` that found it, on ``canvas`` in place."""
     size = face_size(points)
     radius, thickness = marker_sizes(size)
     if box is not None:
-        cv2.rectangle(canvas, box[:2], box[2:], BOX, thickness, cv2.LINE_AA)
+        cv2.rectangle(canvas, tuple(map(int, box[:2])), tuple(map(int, box[2:])), BOX.get(detector, BOX["hog"]),
+                      thickness, cv2.LINE_AA)
     fixed = _fixed(points)
     if len(points) == 68 and size >= MIN_CONTOUR_FACE:
         for indices, closed in CONTOURS:

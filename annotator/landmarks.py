@@ -34,7 +34,8 @@ def for_inference(net: LandmarkNet) -> LandmarkNet:
     return net.to(memory_format=torch.channels_last)
 
 
-def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: str = "cpu"
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Crop-relative points of (N, S, S, 3) uint8 crops and of their mirror images (mapped back to the crops).
 
     Each crop and its mirror image go through the network in one batch,
@@ -43,9 +44,9 @@ def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64) -> tuple[
     plain, mirrored = [], []
     with torch.inference_mode():
         for i in range(0, len(crops), chunk):
-            x = torch.from_numpy(crops[i:i + chunk]).permute(0, 3, 1, 2).float()
+            x = torch.from_numpy(crops[i:i + chunk]).to(device).permute(0, 3, 1, 2).float()
             x = torch.cat([x, x.flip(3)]).contiguous(memory_format=torch.channels_last)
-            rel = net(x).numpy().astype(np.float64)
+            rel = net(x).cpu().numpy().astype(np.float64)
             half = len(rel) // 2
             back = rel[half:, FLIP_PERMUTATION]
             back[..., 0] = 1 - back[..., 0]
@@ -59,8 +60,10 @@ class NetworkLandmarker:
 
     name = "network"
 
-    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, flip: bool | None = None):
+    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, flip: bool | None = None, device: str = "cpu"):
         self.stages, self.meta = load_stages(weights)
+        self.device = device
+        self.stages = [net.to(device) for net in self.stages]
         self.flip = self.meta.get("flip", False) if flip is None else flip
 
     def predict(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
@@ -96,7 +99,7 @@ class NetworkLandmarker:
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             back = [invert_affine(m) for m in ms]
             pair = [np.stack([apply_affine(b, to_crop_pixels(r, size)) for b, r in zip(back, rel)])
-                    for rel in predict_both(net, crops)]
+                    for rel in predict_both(net, crops, device=self.device)]
             outputs.append(pair)
             points = list((pair[0] + pair[1]) / 2)
         final = np.stack(points) if self.flip else outputs[-1][0]
@@ -169,17 +172,25 @@ class DlibLandmarker:
         return np.array([[(p.x, p.y) for p in s.parts()] for s in shapes], dtype=np.float64)
 
 
-def make_landmarker(name: str = "network", weights: str | Path | None = None, flip: bool | None = None):
-    """``network`` (ours, packaged weights unless ``weights`` given) or ``dlib`` (its model unless a .dat given)."""
+def make_landmarker(name: str = "network", weights: str | Path | None = None, flip: bool | None = None,
+                    device: str = "cpu"):
+    """``network`` (ours, packaged weights unless ``weights`` given, on ``device``) or ``dlib`` (its model
+    unless a .dat given; CPU only)."""
     if name == "dlib":
         return DlibLandmarker(weights)
-    return NetworkLandmarker(weights or DEFAULT_WEIGHTS, flip)
+    return NetworkLandmarker(weights or DEFAULT_WEIGHTS, flip, device)
 
 
 @lru_cache(maxsize=None)
-def cached_landmarker(name: str = "network", weights: str | None = None, flip: bool | None = None):
+def cached_landmarker(name: str = "network", weights: str | None = None, flip: bool | None = None,
+                      device: str = "cpu"):
     """One landmarker per worker process, torch and OpenCV on one thread (processes don't fight)."""
+    one_thread()
+    return make_landmarker(name, weights, flip, device)
+
+
+def one_thread() -> None:
+    """torch and OpenCV on one thread in this process: each worker process is one core's work."""
     import cv2
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    return make_landmarker(name, weights, flip)

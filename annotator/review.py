@@ -80,7 +80,7 @@ def tile(out: Path, row: dict[str, str]) -> np.ndarray:
     except (OSError, ImageError, ValueError) as e:
         _text(canvas, f"cannot show: {type(e).__name__}", 0.5 * TILE)
     _text(canvas, Path(row["output"]).name, TILE + 14)
-    _text(canvas, f"expected error {float(row['expected_error']):.4g}", TILE + 30)
+    _text(canvas, f"expected error {float(row['expected_error']):.4g} ({row['detector']})", TILE + 30)
     return canvas
 
 
@@ -97,7 +97,8 @@ def _crop(image: np.ndarray, points: np.ndarray, row: dict[str, str]) -> np.ndar
                                 side - region.shape[1] - max(-x0, 0), cv2.BORDER_CONSTANT, value=BACKGROUND)
     scale = TILE / side
     crop = cv2.resize(region, (TILE, TILE), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    draw_face(crop, (points - (x0, y0) + 0.5) * scale - 0.5)  # pixel centres map to pixel centres
+    def to_tile(p): return (p - (x0, y0) + 0.5) * scale - 0.5  # pixel centres map to pixel centres
+    draw_face(crop, to_tile(points), np.round(to_tile(box)).astype(int).ravel(), row["detector"])
     return crop
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-from .detect import detect, detector
+from .detectors import detect, load as load_detector
 from .discover import Item
 from .draw import draw_face
 from .formats import atomic_write, json_record, pts_text
@@ -45,7 +45,9 @@ class Options:
     max_side: int | None = None
     min_face: int | None = None
     max_faces: int | None = None
-    min_score: float = 0.0
+    min_score: float | None = None  # None: the detector's default
+    detector: str = "hog"
+    device: str = "cpu"
     landmarker: str = "network"
     weights: str | None = None
     flip: bool | None = None
@@ -113,8 +115,9 @@ def _annotate(item: Item, opts: Options) -> Result:
     if item.error:
         return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
-    faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face, opts.min_score)
-    landmarker = cached_landmarker(opts.landmarker, opts.weights, opts.flip)
+    faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face, opts.min_score,
+                   opts.detector, opts.device)
+    landmarker = cached_landmarker(opts.landmarker, opts.weights, opts.flip, opts.device)
     points, errors = landmarker.predict_with_error([image], [[f.box for f in faces]])
     if opts.format == "json":
         records = [{"box": f.box, "score": f.score, "detector": f.detector, "expected_error": e, "landmarks": p}
@@ -150,7 +153,7 @@ def _remove_stale_pts(item: Item, out: Path, faces: int) -> None:
 def _preview(image: np.ndarray, faces, points: np.ndarray) -> bytes:
     canvas = image.copy()
     for f, pts in zip(faces, points):
-        draw_face(canvas, pts, f.box)
+        draw_face(canvas, pts, f.box, f.detector)
     return cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
@@ -172,8 +175,8 @@ def load_landmarker(opts: Options, jobs: int, backend: str | None = None) -> Non
 
 def _load(opts: Options) -> None:
     from .landmarks import cached_landmarker
-    cached_landmarker(opts.landmarker, opts.weights, opts.flip)
-    detector()
+    cached_landmarker(opts.landmarker, opts.weights, opts.flip, opts.device)
+    load_detector(opts.detector, opts.device)
 
 
 def check_writable(out: Path) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from annotator.detect import Face, detect, face_containing
+from annotator.detectors import Face, detect, face_containing
 from annotator.discover import walk
 from annotator.formats import read_pts
 from annotator.images import read_image

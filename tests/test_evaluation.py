@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import torch
 
-from annotator.detect import detect, face_containing
+from annotator.detectors import detect, face_containing
 from annotator.images import read_image
 from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
 from conftest import annotate

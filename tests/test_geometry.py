@@ -6,7 +6,7 @@ import numpy as np
 
 from annotator.crop import (apply_affine, box_affine, context_box, crop, frame_affine, from_box_relative,
                             similarity, to_box_relative, to_crop_pixels, warp)
-from annotator.detect import detect, face_containing
+from annotator.detectors import detect, face_containing
 from annotator.images import read_image
 from annotator.landmarks import load_stages
 from annotator.training.augment import context_points, sample

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator.detect import Face, Scan, face_containing, plan_scan
+from annotator.detectors import Face, Scan, face_containing, plan_scan
 from annotator.formats import read_pts
 from conftest import annotate
 

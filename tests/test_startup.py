@@ -4,15 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import dlib
-
-from annotator.detect import DETECTOR_FILE
 from conftest import PHOTOS, ROOT, outputs
-
-
-def test_packaged_detector_is_dlibs_own(tmp_path):
-    dlib.get_frontal_face_detector().save(str(tmp_path / "detector.svm"))
-    assert (tmp_path / "detector.svm").read_bytes() == DETECTOR_FILE.read_bytes()
 
 
 def test_parallel_run_leaves_torch_to_the_workers(photos, tmp_path):

@@ -96,8 +96,11 @@ def fit(caches, out, val, no_augment, other, **options) -> None:
 @click.option("--train-dlib", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Also train dlib's shape predictor on the training part of these folders (mirrored, same "
                    "detector boxes; OUT/dlib_trained.dat, reused if present) and score it beside ours.")
+@click.option("--compare-detectors", is_flag=True,
+              help="Also score our network on the boxes of each detector (hog, cnn): faces both find, and faces "
+                   "only one finds.")
 @click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
-def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, jobs) -> None:
+def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, compare_detectors, jobs) -> None:
     """Compare WEIGHTS with dlib on ground-truth FOLDERS.
 
     WEIGHTS is a run folder or an exported .pt; writes CED plots, report.json and report.md to --out.
@@ -116,7 +119,8 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
             from .dlib_trainer import train_dlib as do_train
             click.echo(f"training dlib's shape predictor on {', '.join(train_dlib)} ...", err=True)
             do_train(list(train_dlib), trained, upsample, jobs)
-    report = run(str(path), list(folders), out, upsample, max_side, jobs, list(holdout_of), trained)
+    report = run(str(path), list(folders), out, upsample, max_side, jobs, list(holdout_of), trained,
+                 compare_detectors)
     click.echo(markdown_table(report))
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
+from annotator.detectors import DETECTORS, detect, face_containing
+from annotator.images import read_image
 from annotator.landmarks import cached_landmarker, expected_error
 
-from .groundtruth import data_sets, detected_face, labelled_images
+from .groundtruth import data_sets, detected_face, labelled_images, read_68
 from .metrics import THRESHOLD, ced, normalised_errors, spearman, summarise, worst_caught
 
 LABELS = {"network": "ours (network)", "dlib": "dlib shape_predictor_68 (shipped)",
@@ -51,14 +53,45 @@ def collect(folder: str, part: str, methods: dict[str, tuple[str, str | None]], 
     return out
 
 
+def _compare_image(image_path: Path, pts_path: Path, weights: str, upsample: int, max_side: int | None
+                   ) -> dict[str, float | None] | None:
+    """Our network's error on the face's box from each detector (None: that detector missed it)."""
+    truth = read_68(pts_path)
+    if truth is None:
+        return None
+    image, net = read_image(image_path), cached_landmarker("network", weights)
+    row = {}
+    for name in DETECTORS:
+        face = face_containing(detect(image, upsample, max_side, detector=name), truth)
+        row[name] = None if face is None else float(normalised_errors(net.predict(image, [face.box]), truth[None])[0])
+    return row
+
+
+def compare_detectors(folder: str, part: str, weights: str, upsample: int = 1, max_side: int | None = None,
+                      jobs: int = -1) -> dict:
+    """Faces found by both detectors (our error on each one's box), and by one only (on its box)."""
+    rows = Parallel(n_jobs=jobs, batch_size=2)(
+        delayed(_compare_image)(i, p, weights, upsample, max_side) for i, p in labelled_images(folder, part))
+    rows = [r for r in rows if r is not None]
+    both = [r for r in rows if r["hog"] is not None and r["cnn"] is not None]
+    only = {"hog": [r["hog"] for r in rows if r["cnn"] is None and r["hog"] is not None],
+            "cnn": [r["cnn"] for r in rows if r["hog"] is None and r["cnn"] is not None]}
+    summary = {"faces": len(rows), "missed_by_both": sum(r["hog"] is None and r["cnn"] is None for r in rows)}
+    for name in DETECTORS:
+        summary[f"both_{name}_boxes"] = summarise(np.array([r[name] for r in both])) if both else None
+        summary[f"only_{name}"] = summarise(np.array(only[name])) if only[name] else {"faces": 0}
+    return summary
+
+
 def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 1,
              max_side: int | None = None, jobs: int = -1, holdout_of: list[str] = (),
-             dlib_trained: str | None = None) -> dict:
+             dlib_trained: str | None = None, detectors: bool = False) -> dict:
     """Per data set: detector misses and, per method, AUC, mean/median error, failure rate.
 
     ``holdout_of`` folders contribute only their held-out slice of photos.
     ``dlib_trained`` is a .dat from dlib's trainer, scored beside the others.
-    For our network, also how well its expected error ranks the true errors.
+    For our network, also how well its expected error ranks the true errors,
+    and with ``detectors`` how it does on each detector's boxes (:func:`compare_detectors`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,6 +111,9 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
             "expected_error": {"spearman": spearman(expected, errors["network"]),
                                "worst_10pc_caught": worst_caught(expected, errors["network"]),
                                "mean_expected": float(expected.mean())}}
+        if detectors:
+            report["sets"][name]["detectors"] = compare_detectors(folder, part, str(weights), upsample, max_side,
+                                                                  jobs)
         _plot_ced(errors, name, out / f"ced_{name}.png")
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown_table(report))
@@ -106,6 +142,17 @@ def markdown_table(report: dict) -> str:
     for name, s in report["sets"].items():
         e = s["expected_error"]
         lines.append(f"| {name} | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} |")
+    compared = {name: s["detectors"] for name, s in report["sets"].items() if "detectors" in s}
+    if compared:
+        lines += ["", "| data set | faces | found by both | mean error on HOG / CNN boxes | CNN / HOG "
+                  "| only CNN: faces, mean error, failures | only HOG: faces | missed by both |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, d in compared.items():
+            hog, cnn, only = d["both_hog_boxes"], d["both_cnn_boxes"], d["only_cnn"]
+            pair = f"{hog['mean']:.4f} / {cnn['mean']:.4f} | {cnn['mean'] / hog['mean']:.3f}x" if hog else "- | -"
+            extra = f", {only['mean']:.4f}, {only['failure_rate']:.1%}" if only["faces"] else ""
+            lines.append(f"| {name} | {d['faces']} | {hog['faces'] if hog else 0} | {pair} | {only['faces']}{extra} "
+                         f"| {d['only_hog']['faces']} | {d['missed_by_both']} |")
     return "\n".join(lines) + "\n"
 
 

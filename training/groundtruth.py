@@ -8,7 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
-from annotator.detect import Face, detect, face_containing
+from annotator.detectors import Face, detect, face_containing
 from annotator.discover import IMAGE_EXTENSIONS
 from annotator.formats import read_pts
 from annotator.images import read_image

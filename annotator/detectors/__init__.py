@@ -1,46 +1,41 @@
-"""dlib's HOG frontal face detector, built once per process."""
+"""Face detectors behind one interface: :func:`detect` returns :class:`Face` boxes in the photo's pixels.
+
+Each detector is a module with ``load(device)`` and ``find(rgb, upsample,
+min_score, device)``: ``hog`` (dlib's HOG frontal face detector) and ``cnn``
+(dlib's CNN face detector, MMOD, run by torch). Both look at an 80-px window,
+so one scan schedule (:func:`plan_scan`) serves both.
+"""
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import cv2
-import dlib
 import numpy as np
 
-from .crop import Box
+from ..crop import Box, unscale_box
 
-
-@dataclass(frozen=True)
-class Face:
-    """One detection: dlib box (inclusive pixel indices), detector score and the detector's name."""
-
-    box: Box
-    score: float
-    detector: str = "hog"
-
-
-# dlib.get_frontal_face_detector()'s model, saved as is: it loads in a millisecond instead of a second
-# (a test checks that it is byte for byte what this dlib builds).
-DETECTOR_FILE = Path(__file__).parent / "frontal_face_detector.svm"
-
-
-@lru_cache(maxsize=None)
-def detector() -> dlib.fhog_object_detector:
-    """The process-wide frontal face detector."""
-    return dlib.fhog_object_detector(str(DETECTOR_FILE))
-
-
-WINDOW = 80  # box side (px of the scanned image) of the smallest face dlib's detector finds at upsample 0
+DETECTORS = ("hog", "cnn")
+DEFAULT_DETECTOR = "hog"
+DEFAULT_MIN_SCORE = {"hog": 0.0, "cnn": 0.0}  # benchmarks/detectors.py: true and false detections per threshold
+WINDOW = 80  # box side (px of the scanned image) of the smallest face either detector finds
 DEFAULT_MIN_FACE = 40  # px: what upsample 1 on the whole photo looks for (the default before --min-face)
 DEFAULT_MIN_FACE_SHARE = 25  # the default looks for faces of at least 1/25 of the shorter side
 
 
 @dataclass(frozen=True)
+class Face:
+    """One detection: box (inclusive pixel indices), detector score and the detector's name."""
+
+    box: Box
+    score: float
+    detector: str = DEFAULT_DETECTOR
+
+
+@dataclass(frozen=True)
 class Scan:
-    """How dlib scans a photo: a copy shrunk by ``scale`` (at most 1), upsampled ``upsample`` times."""
+    """How a photo is scanned: a copy shrunk by ``scale`` (at most 1), upsampled ``upsample`` times."""
 
     scale: float
     upsample: int
@@ -81,37 +76,43 @@ def plan_scan(height: int, width: int, upsample: int | None = None, max_side: in
     return Scan(scale, upsample)
 
 
-def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | None = None,
-           max_faces: int | None = None, min_face: float | None = None, min_score: float = 0.0) -> list[Face]:
-    """Faces in a BGR uint8 image scoring at least ``min_score``, best score first, boxes in the image's pixels.
+def module(name: str):
+    """The module of detector ``name`` (``hog`` or ``cnn``)."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r} (choose from {', '.join(DETECTORS)})")
+    return importlib.import_module(f"{__name__}.{name}")
 
+
+def load(name: str = DEFAULT_DETECTOR, device: str = "cpu") -> None:
+    """Load detector ``name`` now, so that the first image does not pay for it."""
+    module(name).load(device)
+
+
+def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | None = None,
+           max_faces: int | None = None, min_face: float | None = None, min_score: float | None = None,
+           detector: str = DEFAULT_DETECTOR, device: str = "cpu") -> list[Face]:
+    """Faces in a BGR uint8 image, best score first, boxes in the image's pixels.
+
+    ``min_score`` defaults to the detector's own (:data:`DEFAULT_MIN_SCORE`).
     The detector scans the copy :func:`plan_scan` chooses; the image itself is
     never modified or copied at full size except when the scan is at scale 1.
     """
     scan = plan_scan(*image_bgr.shape[:2], upsample, max_side, min_face)
-    rects, scores, _ = detector().run(_scan_copy(image_bgr, scan.scale), scan.upsample, min_score)
-    faces = [Face(_unscale(r, scan.scale), float(s)) for r, s in zip(rects, scores) if s >= min_score]
+    threshold = DEFAULT_MIN_SCORE[detector] if min_score is None else min_score
+    found = module(detector).find(_scan_copy(image_bgr, scan.scale), scan.upsample, threshold, device)
+    faces = [Face(unscale_box(box, scan.scale), score, detector) for box, score in found]
     faces.sort(key=lambda f: -f.score)
     return faces[:max_faces] if max_faces else faces
 
 
 def _scan_copy(image_bgr: np.ndarray, scale: float) -> np.ndarray:
-    """The RGB image dlib scans: ``image_bgr`` shrunk by ``scale`` (INTER_AREA), one copy."""
+    """The RGB image the detector scans: ``image_bgr`` shrunk by ``scale`` (INTER_AREA), one copy."""
     if scale >= 1.0:
         return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     h, w = image_bgr.shape[:2]
     small = cv2.resize(image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(small, cv2.COLOR_BGR2RGB, dst=small)
-
-
-def _unscale(rect: dlib.rectangle, scale: float) -> Box:
-    if scale == 1.0:
-        return rect.left(), rect.top(), rect.right(), rect.bottom()
-    # pixel v spans [v, v + 1) in edge coordinates, which scale linearly
-    def lo(v): return round(v / scale)
-    def hi(v): return round((v + 1) / scale) - 1
-    return lo(rect.left()), lo(rect.top()), hi(rect.right()), hi(rect.bottom())
 
 
 def face_containing(faces: list[Face], points: np.ndarray) -> Face | None:

@@ -1,0 +1,39 @@
+"""dlib's CNN face detector (MMOD), run by torch (:mod:`.mmod`) on the CPU or a GPU."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..crop import Box, unscale_box
+
+# dlib's mmod_human_face_detector.dat, as the face_recognition_models package ships it (a test checks it).
+MODEL_FILE = Path(__file__).parent / "mmod_human_face_detector.dat"
+WINDOW = 80  # its detector window: box side (px of the scanned image) of the smallest face it finds
+
+
+@lru_cache(maxsize=None)
+def detector(device: str = "cpu"):
+    """The process-wide detector on ``device``, one thread (torch is imported here, where faces are found)."""
+    from ..landmarks import one_thread
+    from .mmod import MMODDetector
+    one_thread()
+    return MMODDetector(MODEL_FILE, device)
+
+
+def load(device: str = "cpu") -> None:
+    """Load the detector now."""
+    detector(device)
+
+
+def find(rgb: np.ndarray, upsample: int, min_score: float, device: str = "cpu") -> list[tuple[Box, float]]:
+    """Boxes and scores (above ``min_score``) in an RGB image, upsampled ``upsample`` times by 2 first."""
+    factor = 2 ** upsample
+    if factor > 1:
+        rgb = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    found = detector(device)(rgb, min_score)
+    if factor == 1:
+        return found
+    return [(unscale_box(box, factor), score) for box, score in found]

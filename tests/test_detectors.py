@@ -1,0 +1,63 @@
+"""The detectors: dlib's own model files, and our torch run of dlib's CNN detector against dlib's."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import dlib
+import pytest
+
+from annotator.detectors import cnn, detect, hog
+from annotator.detectors.mmod import MMODDetector
+from conftest import annotate
+
+# AFW photos: one face; three faces; a face in profile and a frontal one (several boxes for the NMS)
+CNN_PHOTOS = ["1051618982_1", "1130084326_1", "4237203680_1"]
+
+
+def dlib_models() -> Path:
+    return Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
+
+
+def test_packaged_detectors_are_dlibs_own(tmp_path):
+    dlib.get_frontal_face_detector().save(str(tmp_path / "detector.svm"))
+    assert (tmp_path / "detector.svm").read_bytes() == hog.MODEL_FILE.read_bytes()
+    assert (dlib_models() / "mmod_human_face_detector.dat").read_bytes() == cnn.MODEL_FILE.read_bytes()
+
+
+@pytest.mark.parametrize("stem", CNN_PHOTOS)
+def test_torch_cnn_gives_dlibs_boxes_and_scores(data, stem):
+    rgb = cv2.cvtColor(cv2.imread(str(data / "300w" / "afw" / f"{stem}.jpg")), cv2.COLOR_BGR2RGB)
+    rgb = cv2.resize(rgb, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)  # dlib's own run: ~2 s, not 5
+    theirs = dlib.cnn_face_detection_model_v1(str(cnn.MODEL_FILE))(rgb, 0)
+    ours = MMODDetector(cnn.MODEL_FILE)(rgb)
+    assert len(ours) == len(theirs) > 0
+    for (box, score), d in zip(ours, theirs):
+        assert box == (d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom())
+        assert score == pytest.approx(d.confidence, abs=1e-3)
+
+
+def test_cnn_finds_boxes_in_the_photos_pixels_at_any_scan(data):
+    image = cv2.imread(str(data / "300w" / "afw" / "1130084326_1.jpg"))
+    big = detect(image, min_face=40, detector="cnn")  # the photo upsampled twice
+    small = detect(cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), min_face=80,
+                   detector="cnn")
+    assert len(big) == len(small) == 3 and {f.detector for f in big} == {"cnn"}
+    for a, b in zip(sorted(f.box for f in big), sorted(f.box for f in small)):
+        assert max(abs(u - 2 * v) for u, v in zip(a, b)) <= 12  # the same faces, at twice the size
+
+
+def test_annotate_with_the_cnn_detector_records_it(photos, tmp_path):
+    out = tmp_path / "out"
+    annotate(photos / "1130084326_1.jpg", "--out", out, "--format", "json", "--detector", "cnn", "-j", "1")
+    faces = json.loads((out / "1130084326_1.json").read_text())["faces"]
+    assert len(faces) == 3 and all(f["detector"] == "cnn" and f["expected_error"] < 0.08 for f in faces)
+
+
+def test_an_unusable_device_is_one_clear_error(photos, tmp_path):
+    result = annotate(photos / "1130084326_1.jpg", "--out", tmp_path / "out", "--device", "nonsense",
+                      check=False)
+    assert result.returncode == 1 and "on nonsense" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
