@@ -21,9 +21,17 @@ def test_prepare_fit_evaluate_export(photos, tmp_path):
     shutil.copy(photos / "1634816_1.jpg", photos / "profile.jpg")
     cache = tmp_path / "cache.npz"
     out = annotate("train", "prepare", photos, "--out", cache, "--size", "32", "-j", "1").stdout
-    assert "4 faces kept, 0 detector misses, 1 files skipped" in out
+    assert "4 face boxes kept, 0 faces missed, 1 files skipped" in out
     data = load_cache(cache)
     assert data["crops"].shape == (4, 64, 64, 3) and data["targets"].shape == (4, 68, 2)
+    assert list(data["detectors"]) == ["hog"] * 4
+
+    out = annotate("train", "prepare", photos, "--out", tmp_path / "both.npz", "--size", "32", "--detector",
+                   "both", "-j", "1").stdout
+    assert "8 face boxes kept, 0 faces missed" in out  # each face on the box of each detector
+    both = load_cache(tmp_path / "both.npz")
+    assert sorted(both["detectors"]) == ["cnn"] * 4 + ["hog"] * 4
+    assert not np.array_equal(both["boxes"][both["detectors"] == "cnn"], data["boxes"])
 
     runs = []
     for name, frame in [("a", "box"), ("b", "box"), ("s", "shape")]:

@@ -35,15 +35,21 @@ def _require_sets(folders: tuple[str, ...], holdout_of: tuple[str, ...]) -> None
 @click.option("--part", type=click.Choice(["all", "train", "holdout"]), default="all", show_default=True,
               help="Every face, the training part, or the fixed held-out 15% of photos (by a hash of the "
                    "photo's name; a photo's faces stay together).")
+@click.option("--detector", type=click.Choice(["hog", "cnn", "both"]), default="hog", show_default=True,
+              help="Whose boxes to train on; with both, a face found by both enters twice (once on each box) "
+                   "and a face only one finds enters on its box.")
 @click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
-def prepare(folders, out, sizes, upsample, part, jobs) -> None:
+def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
     """Detect and crop the faces of 300-W style FOLDERS into a cache.
 
     One cache file per --size; each holds the 68-point faces the detector found.
     """
+    from annotator.detectors import DETECTORS
+
     from .prepare import prepare as run
-    counts = run(list(folders), out, tuple(sizes), upsample, jobs, part)
-    click.echo(f"{counts['kept']} faces kept, {counts['missed']} detector misses, "
+    detectors = DETECTORS if detector == "both" else (detector,)
+    counts = run(list(folders), out, tuple(sizes), upsample, jobs, part, detectors)
+    click.echo(f"{counts['kept']} face boxes kept, {counts['missed']} faces missed, "
                f"{counts['skipped']} files skipped (not 68 points) -> {out}")
 
 

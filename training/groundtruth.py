@@ -54,14 +54,19 @@ def data_sets(folders: list[str], holdout_of: list[str] = ()) -> list[tuple[str,
     return [(f, "all") for f in folders] + [(f, "holdout") for f in holdout_of]
 
 
-def detected_face(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None
-                  ) -> tuple[np.ndarray, Face | None, np.ndarray] | None:
-    """The image, the detection containing its ground-truth points' centre (None: missed) and the points.
-
-    None when the ``.pts`` holds another markup than 68 points.
-    """
+def detected_faces(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
+                   detectors: tuple[str, ...] = ("hog",)) -> tuple[np.ndarray, list[Face | None], np.ndarray] | None:
+    """The image, per detector the detection containing its ground-truth points' centre (None: missed),
+    and the points. None when the ``.pts`` holds another markup than 68 points."""
     points = read_68(pts_path)
     if points is None:
         return None
     image = read_image(image_path)
-    return image, face_containing(detect(image, upsample, max_side), points), points
+    return image, [face_containing(detect(image, upsample, max_side, detector=d), points) for d in detectors], points
+
+
+def detected_face(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
+                  detector: str = "hog") -> tuple[np.ndarray, Face | None, np.ndarray] | None:
+    """As :func:`detected_faces`, for one detector."""
+    found = detected_faces(image_path, pts_path, upsample, max_side, (detector,))
+    return None if found is None else (found[0], found[1][0], found[2])

@@ -8,20 +8,21 @@ from joblib import Parallel, delayed
 
 from annotator.crop import crop, to_box_relative
 
-from .groundtruth import detected_face, labelled_images
+from .groundtruth import detected_faces, labelled_images
 
 CONTEXT = 2  # cached crops are twice the box, so augmentation can shift, scale and rotate
 
 
-def _face(image_path: Path, pts_path: Path, sizes: tuple[int, ...], upsample: int) -> dict:
-    found = detected_face(image_path, pts_path, upsample)
+def _faces(image_path: Path, pts_path: Path, sizes: tuple[int, ...], upsample: int,
+           detectors: tuple[str, ...]) -> list[dict]:
+    """One entry per detector that found the face (its box and crops), or one saying why there is none."""
+    found = detected_faces(image_path, pts_path, upsample, detectors=detectors)
     if found is None:
-        return {"status": "skipped"}
-    image, face, points = found
-    if face is None:
-        return {"status": "missed"}
-    return {"status": "kept", "crops": [crop(image, face.box, s, CONTEXT) for s in sizes], "box": face.box,
-            "points": points, "path": str(image_path)}
+        return [{"status": "skipped"}]
+    image, faces, points = found
+    kept = [{"status": "kept", "crops": [crop(image, face.box, s, CONTEXT) for s in sizes], "box": face.box,
+             "detector": face.detector, "points": points, "path": str(image_path)} for face in faces if face]
+    return kept or [{"status": "missed"}]
 
 
 def cache_path(out: str | Path, size: int) -> Path:
@@ -30,15 +31,20 @@ def cache_path(out: str | Path, size: int) -> Path:
 
 
 def prepare(folders: list[str], out: str | Path, sizes: tuple[int, ...] = (62,), upsample: int = 1,
-            jobs: int = -1, part: str = "all") -> dict[str, int]:
-    """Detect, crop and cache every 68-point face under ``folders`` (one cache per crop size); returns counts."""
+            jobs: int = -1, part: str = "all", detectors: tuple[str, ...] = ("hog",)) -> dict[str, int]:
+    """Detect, crop and cache every 68-point face under ``folders`` (one cache per crop size); returns counts.
+
+    With several ``detectors`` a face enters once per detector that finds it, on that detector's box
+    (the cache's ``detectors`` array says which); it is missed when none finds it.
+    """
     if any(s % 2 for s in sizes):
         raise ValueError("crop sizes must be even (the cached crop centres them exactly)")
     if len(sizes) > 1 and "{size}" not in str(out):
         raise ValueError("with several sizes, --out must contain {size}")
     pairs = [p for folder in folders for p in labelled_images(folder, part)]
-    results = Parallel(n_jobs=jobs, batch_size=8)(
-        delayed(_face)(image, pts, tuple(sizes), upsample) for image, pts in pairs)
+    results = [entry for entries in Parallel(n_jobs=jobs, batch_size=8)(
+        delayed(_faces)(image, pts, tuple(sizes), upsample, tuple(detectors)) for image, pts in pairs)
+        for entry in entries]
     kept = [r for r in results if r["status"] == "kept"]
     counts = {s: sum(r["status"] == s for r in results) for s in ("kept", "missed", "skipped")}
     if not kept:
@@ -51,7 +57,7 @@ def prepare(folders: list[str], out: str | Path, sizes: tuple[int, ...] = (62,),
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, crops=np.stack([r["crops"][i] for r in kept]), boxes=boxes, points=points,
                  targets=targets, paths=np.array([r["path"] for r in kept]), size=size, context=CONTEXT,
-                 upsample=upsample)
+                 upsample=upsample, detectors=np.array([r["detector"] for r in kept]))
     return counts
 
 
