@@ -143,7 +143,7 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
                 weights, flip, preview, overwrite, device, max_pixels, backend, scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from .lock import OutputBusy, lock_output
-    from .run import Options, check_writable
+    from .run import Options, check_writable, threads_per_worker
 
     if min_face is not None and upsample is not None:
         raise click.UsageError("--min-face chooses the upsampling itself: give --min-face or --upsample")
@@ -155,6 +155,7 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
             raise click.ClickException(str(e)) from None
     opts = Options(out=out, format=fmt, upsample=upsample, max_side=max_side, min_face=min_face,
                    max_faces=max_faces, min_score=min_score, detector=detector, device=device,
+                   threads=threads_per_worker(jobs, backend),
                    landmarker=landmarker, weights=weights, flip=flip, preview=preview, max_pixels=max_pixels)
     try:
         with lock_output(out):

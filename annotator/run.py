@@ -48,6 +48,7 @@ class Options:
     min_score: float | None = None  # None: the detector's default
     detector: str = "hog"
     device: str = "cpu"
+    threads: int = 1  # torch threads of the CNN detector: the worker's share of the cores (threads_per_worker)
     landmarker: str = "network"
     weights: str | None = None
     flip: bool | None = None
@@ -116,7 +117,7 @@ def _annotate(item: Item, opts: Options) -> Result:
         return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
     faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face, opts.min_score,
-                   opts.detector, opts.device)
+                   opts.detector, opts.device, opts.threads)
     landmarker = cached_landmarker(opts.landmarker, opts.weights, opts.flip, opts.device)
     points, errors = landmarker.predict_with_error([image], [[f.box for f in faces]])
     if opts.format == "json":
@@ -171,6 +172,14 @@ def load_landmarker(opts: Options, jobs: int, backend: str | None = None) -> Non
             _load(opts)
         else:
             Parallel(n_jobs=jobs)(delayed(_load)(opts) for _ in range(workers))
+
+
+def threads_per_worker(jobs: int, backend: str | None = None) -> int:
+    """Each local worker's share of the cores (1 on a cluster): what the CNN detector runs on."""
+    if backend == "dask":
+        return 1
+    from joblib import cpu_count
+    return max(1, cpu_count() // effective_n_jobs(jobs))
 
 
 def _load(opts: Options) -> None:

@@ -49,9 +49,9 @@ def finds(face: Face, points: np.ndarray) -> bool:
 
 
 def measure(image: Path, truths: list[Path], detector: str, lowest: float, min_face: float | None
-            ) -> tuple[list[float], list[float], float]:
-    """Per annotated face, the best score of a detection finding it (-inf: none); the scores of
-    detections finding no annotated face; the seconds detection took."""
+            ) -> tuple[list[float], list[Face], float]:
+    """Per annotated face, the best score of a detection finding it (-inf: none); the detections
+    finding no annotated face; the seconds detection took."""
     shapes = [read_pts(p) for p in truths]
     pixels = read_image(image)
     start = time.perf_counter()
@@ -59,14 +59,14 @@ def measure(image: Path, truths: list[Path], detector: str, lowest: float, min_f
     seconds = time.perf_counter() - start
     hits = [[finds(f, p) for p in shapes] for f in faces]
     best = [max((f.score for f, h in zip(faces, hits) if h[i]), default=-np.inf) for i in range(len(shapes))]
-    false = [f.score for f, h in zip(faces, hits) if not any(h)]
+    false = [f for f, h in zip(faces, hits) if not any(h)]
     return best, false, seconds
 
 
-def table(results: list[tuple[list[float], list[float], float]], thresholds: tuple[float, ...]) -> str:
+def table(results: list[tuple[list[float], list[Face], float]], thresholds: tuple[float, ...]) -> str:
     """A Markdown table: true faces and false detections kept at each threshold, and the time per photo."""
     best = np.array([s for b, _, _ in results for s in b])
-    false = np.array([s for _, f, _ in results for s in f])
+    false = np.array([f.score for _, fs, _ in results for f in fs])
     seconds = np.mean([s for _, _, s in results])
     lines = [f"{len(results)} photos, {len(best)} annotated faces, {seconds:.3f} s a photo", "",
              "| --min-score | faces found | faces missed | false detections |", "|---|---|---|---|"]
@@ -94,9 +94,9 @@ def main() -> None:
         print(f"\n## {detector}, {', '.join(args.folders)}\n\n{table(results, tuple(args.thresholds))}")
         if args.list_false is not None:
             for (image, _), (_, false, _) in zip(chosen, results):
-                for score in false:
-                    if score >= args.list_false:
-                        print(f"false\t{image}\t{score:.4f}")
+                for face in false:
+                    if face.score >= args.list_false:
+                        print(f"false\t{image}\t{face.score:.4f}\t{','.join(map(str, face.box))}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Face detectors behind one interface: :func:`detect` returns :class:`Face` boxes in the photo's pixels.
 
 Each detector is a module with ``load(device)`` and ``find(rgb, upsample,
-min_score, device)``: ``hog`` (dlib's HOG frontal face detector) and ``cnn``
+min_score, device, threads)``: ``hog`` (dlib's HOG frontal face detector) and ``cnn``
 (dlib's CNN face detector, MMOD, run by torch). Both look at an 80-px window,
 so one scan schedule (:func:`plan_scan`) serves both.
 """
@@ -90,16 +90,17 @@ def load(name: str = DEFAULT_DETECTOR, device: str = "cpu") -> None:
 
 def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | None = None,
            max_faces: int | None = None, min_face: float | None = None, min_score: float | None = None,
-           detector: str = DEFAULT_DETECTOR, device: str = "cpu") -> list[Face]:
+           detector: str = DEFAULT_DETECTOR, device: str = "cpu", threads: int = 1) -> list[Face]:
     """Faces in a BGR uint8 image, best score first, boxes in the image's pixels.
 
-    ``min_score`` defaults to the detector's own (:data:`DEFAULT_MIN_SCORE`).
+    ``min_score`` defaults to the detector's own (:data:`DEFAULT_MIN_SCORE`);
+    ``threads``: CPU threads the CNN detector may use (HOG uses one).
     The detector scans the copy :func:`plan_scan` chooses; the image itself is
     never modified or copied at full size except when the scan is at scale 1.
     """
     scan = plan_scan(*image_bgr.shape[:2], upsample, max_side, min_face)
     threshold = DEFAULT_MIN_SCORE[detector] if min_score is None else min_score
-    found = module(detector).find(_scan_copy(image_bgr, scan.scale), scan.upsample, threshold, device)
+    found = module(detector).find(_scan_copy(image_bgr, scan.scale), scan.upsample, threshold, device, threads)
     faces = [Face(unscale_box(box, scan.scale), score, detector) for box, score in found]
     faces.sort(key=lambda f: -f.score)
     return faces[:max_faces] if max_faces else faces

@@ -28,12 +28,20 @@ def load(device: str = "cpu") -> None:
     detector(device)
 
 
-def find(rgb: np.ndarray, upsample: int, min_score: float, device: str = "cpu") -> list[tuple[Box, float]]:
-    """Boxes and scores (above ``min_score``) in an RGB image, upsampled ``upsample`` times by 2 first."""
+def find(rgb: np.ndarray, upsample: int, min_score: float, device: str = "cpu", threads: int = 1
+         ) -> list[tuple[Box, float]]:
+    """Boxes and scores (above ``min_score``) in an RGB image, upsampled ``upsample`` times by 2 first;
+    torch on ``threads`` CPU threads for this call (the process keeps one otherwise)."""
+    import torch
     factor = 2 ** upsample
     if factor > 1:
         rgb = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
-    found = detector(device)(rgb, min_score)
+    run = detector(device)
+    torch.set_num_threads(threads)
+    try:
+        found = run(rgb, min_score)
+    finally:
+        torch.set_num_threads(1)
     if factor == 1:
         return found
     return [(unscale_box(box, factor), score) for box, score in found]

@@ -26,7 +26,8 @@ def load(device: str = "cpu") -> None:
     detector()
 
 
-def find(rgb: np.ndarray, upsample: int, min_score: float, device: str = "cpu") -> list[tuple[Box, float]]:
-    """Boxes and scores (at least ``min_score``) in an RGB image scanned with dlib's ``upsample``."""
+def find(rgb: np.ndarray, upsample: int, min_score: float, device: str = "cpu", threads: int = 1
+         ) -> list[tuple[Box, float]]:
+    """Boxes and scores (at least ``min_score``) in an RGB image scanned with dlib's ``upsample`` (one thread)."""
     rects, scores, _ = detector().run(rgb, upsample, min_score)
     return [((r.left(), r.top(), r.right(), r.bottom()), float(s)) for r, s in zip(rects, scores) if s >= min_score]
