@@ -285,4 +285,4 @@ def export_command(folder, to, dest, checked_only, max_error, paths, test_share,
     for path, faces in parts.items():
         click.echo(f"wrote {path}: {len(faces)} faces of {photo_count(faces)} photos", err=True)
     if skipped:
-        click.echo(f"left out: {left_out(skipped)}", err=True)
+        click.echo(left_out(skipped), err=True)

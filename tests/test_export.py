@@ -221,3 +221,13 @@ def test_bad_input_is_one_line_naming_the_file(runs, tmp_path):
         writer.writeheader(), writer.writerows(rows)
     message = one_line_error(export(tmp_path / "run", "--to", "dlib-xml", "--out", tmp_path / "b.xml", check=False))
     assert "gone.jpg" in message and "No such file" in message and not (tmp_path / "b.xml").exists()
+
+
+def test_a_folder_with_a_pts_and_a_json_run_needs_from(runs, tmp_path):
+    shutil.copytree(runs / "json", tmp_path / "both")
+    with open(tmp_path / "both" / "faces.csv", "a") as f:
+        f.writelines((runs / "pts" / "faces.csv").read_text().splitlines(keepends=True)[1:])
+    assert "--from" in one_line_error(export(tmp_path / "both", "--to", "coco", "--out", tmp_path / "a.json",
+                                             check=False))
+    result = export(tmp_path / "both", "--to", "coco", "--out", tmp_path / "a.json", "--from", "json")
+    assert "wrote" in result.stderr and len(json.loads((tmp_path / "a.json").read_text())["annotations"]) == 7

@@ -16,7 +16,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..images import ImageError, read_image
+from ..images import header_size
 from ..index import INDEX, read_index, row_format
 from ..review import face_points
 
@@ -67,16 +67,17 @@ class Selection:
 
     def reason_to_skip(self, row: dict[str, str]) -> str | None:
         """Why the face of ``row`` is left out, or None when it is exported."""
-        checked = row.get("checked", "")
+        checked, error = row.get("checked", ""), row["expected_error"]
         if checked in REJECTED:
             return f"marked '{checked}'"
         if checked in ACCEPTED:
             return None
         if self.checked_only:
             return "not checked"
-        if self.max_error is not None and not (row["expected_error"] and
-                                               float(row["expected_error"]) <= self.max_error):
-            return "over --max-error" if row["expected_error"] else "no expected error (with --max-error)"
+        if self.max_error is not None and not error:
+            return "without an expected error (--max-error)"
+        if self.max_error is not None and float(error) > self.max_error:
+            return "over --max-error"
         return None
 
 
@@ -119,21 +120,29 @@ def face_names(rows: list[dict[str, str]]) -> list[str]:
 
 
 def read_photo(out: Path, row: dict[str, str]) -> Photo:
-    """The photo of ``row``, decoded to check it is there and readable and to learn its size and rotation."""
+    """The photo of ``row``: its size as displayed, and whether an EXIF rotation turns its stored pixels.
+
+    Both are read from two decodes at 1/8 scale (with and without EXIF orientation): fast on JPEG.
+    """
     path = Path(row["input_path"])
+    where = f"(the photo of {row['image']} in {out / INDEX})"
     try:
-        image = read_image(path)
-    except ImageError as e:
-        raise ExportError(f"{path}: {e} (the photo of {row['image']} in {out / INDEX})") from None
-    stored = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    rotated = stored is None or stored.shape != image.shape or not np.array_equal(stored, image)
-    return Photo(path, row["image"], image.shape[1], image.shape[0], rotated)
+        data = path.read_bytes()
+    except OSError as e:
+        raise ExportError(f"{path}: {e.strerror or e} {where}") from None
+    size, data = header_size(data), np.frombuffer(data, np.uint8)
+    shown = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_8)
+    stored = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION)
+    if size is None or shown is None or stored is None:
+        raise ExportError(f"{path}: not a decodable image {where}")
+    width, height = size if shown.shape == stored.shape else size[::-1]  # turned by 90 degrees
+    return Photo(path, row["image"], width, height, rotated=not np.array_equal(shown, stored))
 
 
 def _face(out: Path, row: dict[str, str], name: str, photo: Photo) -> Face:
     try:
         points = face_points(out, row)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError) as e:
         raise ExportError(f"{out / row['output']}: cannot read the face's points: {e}") from None
     box = tuple(int(row[k]) for k in ("left", "top", "right", "bottom"))
     error = float(row["expected_error"]) if row["expected_error"] else None
@@ -148,8 +157,9 @@ def in_test(image: str, share: float, seed: int) -> bool:
 
 def split(faces: list[Face], share: float, seed: int) -> dict[str, list[Face]]:
     """``{"train": ..., "test": ...}``: a photo's faces stay together, each photo on the side its hash gives."""
-    test = [f for f in faces if in_test(f.photo.image, share, seed)]
-    return {"train": [f for f in faces if not in_test(f.photo.image, share, seed)], "test": test}
+    test = {f.photo.image for f in faces if in_test(f.photo.image, share, seed)}
+    return {"train": [f for f in faces if f.photo.image not in test],
+            "test": [f for f in faces if f.photo.image in test]}
 
 
 def variant(dest: Path, part: str) -> Path:
@@ -175,21 +185,25 @@ def export(out: Path, to: str, dest: Path, selection: Selection, absolute: bool 
     writer = FORMATS[to]
     faces, skipped = read_faces(out, selection, run_format)
     if not writer.READS_ROTATION:
-        skipped.update(f"photo with an EXIF rotation, which {to}'s readers ignore" for f in faces if f.photo.rotated)
+        skipped.update(f"on photos with an EXIF rotation ({to} readers ignore it)" for f in faces if f.photo.rotated)
         faces = [f for f in faces if not f.photo.rotated]
     parts = {dest: faces} if test_share is None else {variant(dest, k): v for k, v in
                                                       split(faces, test_share, seed).items()}
     for path, part in parts.items():
+        if not part and test_share is not None:
+            raise ExportError(f"no photo falls in {path} with --split {test_share} --seed {seed}: "
+                              "try another share or seed")
         if not part:
-            raise ExportError(f"no face to write to {path}" + (f" ({left_out(skipped)} left out)" if skipped else ""))
+            raise ExportError(f"no face to export from {out}" + (f" ({left_out(skipped)})" if skipped else ""))
     for path, part in parts.items():
         writer.write(part, path, absolute)
     return parts, skipped
 
 
 def left_out(skipped: Counter) -> str:
-    """How many faces were left out for each reason, most first: ``3 over --max-error, 1 not checked``."""
-    return ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
+    """How many faces were left out, for each reason: ``left out 4 faces: 3 over --max-error, 1 not checked``."""
+    reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
+    return f"left out {sum(skipped.values())} faces: {reasons}"
 
 
 from . import coco, dlib_xml, pts_folder  # noqa: E402  (the formats use the classes above)
