@@ -274,6 +274,7 @@ def export_command(folder, to, dest, checked_only, max_error, paths, test_share,
     Not to be confused with 'annotate train export', which writes network weights.
     """
     from .export import ExportError, Selection, export, left_out, photo_count
+    from .run import count
 
     selection = Selection(checked_only=checked_only, max_error=max_error)
     try:
@@ -283,6 +284,6 @@ def export_command(folder, to, dest, checked_only, max_error, paths, test_share,
     except OSError as e:  # the output cannot be written
         raise click.ClickException(f"{e.filename or dest}: {e.strerror or e}") from None
     for path, faces in parts.items():
-        click.echo(f"wrote {path}: {len(faces)} faces of {photo_count(faces)} photos", err=True)
+        click.echo(f"wrote {path}: {count(len(faces), 'face')} of {count(photo_count(faces), 'photo')}", err=True)
     if skipped:
-        click.echo(left_out(skipped), err=True)
+        click.echo(f"left out {count(sum(skipped.values()), 'face')}: {left_out(skipped)}", err=True)

@@ -60,7 +60,7 @@ def test_coco_loads_in_pycocotools_with_the_runs_points(runs, tmp_path):
     assert len(coco.getAnnIds()) == len(expected)
     by_photo: dict[str, list] = {}
     for row, points in expected:
-        by_photo.setdefault(row["input_path"], []).append((row, points))
+        by_photo.setdefault(str(Path(row["input_path"]).resolve()), []).append((row, points))
     assert len(coco.getImgIds()) == len(by_photo)
     for image in coco.loadImgs(coco.getImgIds()):
         path = (tmp_path / "coco" / image["file_name"]).resolve()
@@ -105,7 +105,7 @@ def test_dlib_reads_back_the_runs_boxes_and_rounded_points(runs, tmp_path):
     assert sum(map(len, read.values())) == len(expected)
     assert "EXIF rotation" in result.stderr and all(path.stem != ROTATED for path in read)
     for row, points in expected:
-        box = next(b for b in read[Path(row["input_path"])] if box_of(row) == [b.rect.left(), b.rect.top(),
+        box = next(b for b in read[Path(row["input_path"]).resolve()] if box_of(row) == [b.rect.left(), b.rect.top(),
                                                                                b.rect.right(), b.rect.bottom()])
         parts = np.array([[box.parts[f"{i:02d}"].x, box.parts[f"{i:02d}"].y] for i in range(68)])
         assert np.array_equal(parts, [[pixel(x), pixel(y)] for x, y in points])

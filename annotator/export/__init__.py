@@ -194,16 +194,16 @@ def export(out: Path, to: str, dest: Path, selection: Selection, absolute: bool 
             raise ExportError(f"no photo falls in {path} with --split {test_share} --seed {seed}: "
                               "try another share or seed")
         if not part:
-            raise ExportError(f"no face to export from {out}" + (f" ({left_out(skipped)})" if skipped else ""))
+            reasons = f" (left out: {left_out(skipped)})" if skipped else ""
+            raise ExportError(f"no face to export from {out}{reasons}")
     for path, part in parts.items():
         writer.write(part, path, absolute)
     return parts, skipped
 
 
 def left_out(skipped: Counter) -> str:
-    """How many faces were left out, for each reason: ``left out 4 faces: 3 over --max-error, 1 not checked``."""
-    reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
-    return f"left out {sum(skipped.values())} faces: {reasons}"
+    """How many faces were left out for each reason, most first: ``3 over --max-error, 1 not checked``."""
+    return ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
 
 
 from . import coco, dlib_xml, pts_folder  # noqa: E402  (the formats use the classes above)
