@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .export import FORMATS
 from .images import DEFAULT_MAX_PIXELS
 
 
@@ -26,7 +27,7 @@ class AnnotateGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return ["run", "review", "train"]
+        return ["run", "review", "export", "train"]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "train":
@@ -57,19 +58,19 @@ def _names_command(args: list[str]) -> bool:
     """Whether ``args`` start with a command or a group option rather than the paths to annotate.
 
     A path that exists is annotated even when it is named like a command (a folder called ``train``,
-    ``review`` or ``run``), unless the command's own arguments follow it (``annotate train fit ...``,
-    ``annotate review RUN_FOLDER ...``).
+    ``review``, ``export`` or ``run``), unless the command's own arguments follow it (``annotate train fit ...``,
+    ``annotate review RUN_FOLDER ...``, ``annotate export RUN_FOLDER ...``).
     """
     first, rest = args[0], args[1:]
     if first in ("-h", "--help", "--version"):
         return True
-    if first not in ("run", "review", "train"):
+    if first not in ("run", "review", "export", "train"):
         return False
     if not os.path.exists(first) or not rest or rest[0] in ("-h", "--help"):
         return True
     if first == "train":
         return rest[0] in ("prepare", "fit", "evaluate", "calibrate", "export")
-    return first == "review" and os.path.isdir(rest[0])
+    return first in ("review", "export") and os.path.isdir(rest[0])
 
 
 def check_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -95,6 +96,7 @@ def main() -> None:
     \b
       annotate ./images --out ./pts
       annotate ./images --out ./json --format json -j 8
+      annotate export ./pts --to coco --out faces.json   # for training tools
       annotate train --help        # prepare data, train, evaluate against dlib, export
     """
 
@@ -254,3 +256,42 @@ def review_command(folder, worst, best, sheet, per_page, as_list) -> None:
     except ReviewError as e:
         raise click.ClickException(str(e)) from None
 
+
+
+@main.command("export")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--to", "to", required=True, type=click.Choice(list(FORMATS)),
+              help="coco: COCO keypoints JSON (pycocotools, MMPose); dlib-xml: imglab XML "
+                   "(dlib.train_shape_predictor); 300w: a folder of photos with a .pts each (menpo, train prepare).")
+@click.option("--out", "-o", "dest", required=True, type=click.Path(path_type=Path),
+              help="File to write (a folder for 300w); with --split, its -train and -test variants.")
+@click.option("--checked-only", is_flag=True,
+              help="Only faces a person accepted or moved (faces marked not a face or unusable are never exported).")
+@click.option("--max-error", type=click.FloatRange(0), default=None,
+              help="Leave out unchecked faces whose expected error is above this, or unknown.")
+@click.option("--paths", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
+              help="Photo paths relative to the written file's folder, or absolute.")
+@click.option("--split", "test_share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Write OUT-train and OUT-test, about this share of the photos in test (a photo's faces together).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --split (same seed, same split).")
+@click.option("--from", "run_format", type=click.Choice(["pts", "json"]), default=None,
+              help="The run to export when FOLDER holds a pts and a json run.")
+def export_command(folder, to, dest, checked_only, max_error, paths, test_share, seed, run_format) -> None:
+    """Write the faces of a run into FOLDER for a training tool (COCO, dlib XML, 300-W folder).
+
+    Not to be confused with 'annotate train export', which writes network weights.
+    """
+    from .export import ExportError, Selection, export, left_out, photo_count
+    from .run import count
+
+    selection = Selection(checked_only=checked_only, max_error=max_error)
+    try:
+        parts, skipped = export(folder, to, dest, selection, paths == "absolute", test_share, seed, run_format)
+    except ExportError as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:  # the output cannot be written
+        raise click.ClickException(f"{e.filename or dest}: {e.strerror or e}") from None
+    for path, faces in parts.items():
+        click.echo(f"wrote {path}: {count(len(faces), 'face')} of {count(photo_count(faces), 'photo')}", err=True)
+    if skipped:
+        click.echo(f"left out {count(sum(skipped.values()), 'face')}: {left_out(skipped)}", err=True)

@@ -96,8 +96,8 @@ def _header(path: Path) -> list[str] | None:
     return header
 
 
-def _rows(path: Path) -> Iterator[list[str]]:
-    """The data rows in whole lines of an index file, in today's columns; none if it is missing."""
+def _rows(path: Path, columns: list[str] = COLUMNS) -> Iterator[list[str]]:
+    """The data rows in whole lines of an index file, in ``columns`` (today's); none if it is missing."""
     header = _header(path)
     if header is None:
         return
@@ -105,12 +105,12 @@ def _rows(path: Path) -> Iterator[list[str]]:
         rows = csv.reader(line for line in f if line.endswith("\n"))
         next(rows)
         for row in rows:
-            if header == COLUMNS or len(row) != len(header):
+            if header == columns or len(row) != len(header):
                 yield row  # as written (a malformed row is dropped by the caller)
                 continue
             named = dict(zip(header, row))
             added = ADDED if named.get("left") else {}  # a face-less image's row has no face fields
-            yield [named.get(c, added.get(c, "")) for c in COLUMNS]
+            yield [named.get(c, added.get(c, "")) for c in columns]
 
 
 def append_rows(index: TextIO, rows: list[list]) -> None:
@@ -122,9 +122,11 @@ def append_rows(index: TextIO, rows: list[list]) -> None:
 
 
 def read_index(out: Path) -> Iterator[dict[str, str]]:
-    """The rows of ``out/faces.csv``, one at a time, as dicts keyed by :data:`COLUMNS`."""
+    """The rows of ``out/faces.csv``, one at a time, as dicts keyed by :data:`COLUMNS` and by any
+    other column the file has (one a later version added)."""
     if not (out / INDEX).exists():
         raise FileNotFoundError(f"{out / INDEX}: no run index (is {out} an annotate output folder?)")
-    for row in _rows(out / INDEX):
-        if len(row) == len(COLUMNS):
-            yield dict(zip(COLUMNS, row))
+    columns = COLUMNS + [c for c in _header(out / INDEX) or [] if c not in COLUMNS]
+    for row in _rows(out / INDEX, columns):
+        if len(row) == len(columns):
+            yield dict(zip(columns, row))

@@ -19,7 +19,8 @@ def test_first_help_screen_teaches_the_main_command():
 
 
 def test_help_and_argument_errors_do_not_import_torch():
-    for args in (["--help"], ["-j", "0", "--out", "o", "x"], ["train", "--help"], ["train", "fit", "--help"]):
+    for args in (["--help"], ["-j", "0", "--out", "o", "x"], ["train", "--help"], ["train", "fit", "--help"],
+                 ["export", "--help"]):
         imported = annotate(*args, check=False, python=("-X", "importtime")).stderr
         assert " torch" not in imported and " dlib" not in imported, args
 
@@ -34,7 +35,7 @@ def test_invalid_jobs_is_one_line_before_anything_is_written(photos, tmp_path):
 
 
 def test_folders_named_like_commands_are_annotated(photos, tmp_path):
-    for name in ("train", "run"):
+    for name in ("train", "run", "export"):
         (tmp_path / name).mkdir()
         shutil.copy(photos / f"{PHOTOS[0]}.jpg", tmp_path / name)
         annotate(name, "--out", f"out_{name}", cwd=tmp_path)
