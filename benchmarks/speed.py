@@ -14,8 +14,11 @@
    default, ``--upsample 1`` on the full photo, and ``--landmarker dlib
    --upsample 0`` (dlib's own defaults): images/s, faces found, ground-truth
    faces found and the landmark error on them.
+4. ``--detectors``: on FOLDER, ``--detector cnn`` at -j 1 and -j 2 against the
+   default HOG detector at -j 1 (images/s, faces written), instead of parts 1 and 2.
 
-``--limit N`` takes the first N images of each folder.
+``--limit N`` takes the first N images of each folder; ``--distinct`` one
+image per photo (300-W stores one copy per annotated face, ``<photo>_<k>``).
 """
 from __future__ import annotations
 
@@ -36,17 +39,22 @@ from annotator.discover import walk
 from annotator.formats import read_pts
 from annotator.images import read_image
 from annotator.landmarks import DlibLandmarker, NetworkLandmarker
+from annotator.training.groundtruth import photo_of
 from annotator.training.metrics import normalised_errors
 
 LARGE_RUNS = {"default": [], "old default (--upsample 1)": ["--upsample", "1"],
               "dlib (--landmarker dlib --upsample 0)": ["--landmarker", "dlib", "--upsample", "0"]}
 
 
-def subset(folder: str, limit: int | None, into: Path) -> str:
-    """``folder`` itself, or ``into`` holding links to its first ``limit`` images and their .pts."""
-    if not limit:
+def subset(folder: str, limit: int | None, into: Path, distinct: bool = False) -> str:
+    """``folder`` itself, or ``into`` holding links to its first ``limit`` images (one per photo with
+    ``distinct``) and their .pts."""
+    if not limit and not distinct:
         return folder
-    for item in list(walk([folder]))[:limit]:
+    items = list(walk([folder]))
+    if distinct:
+        items = list({photo_of(item.path): item for item in reversed(items)}.values())[::-1]
+    for item in items[:limit]:
         for path in (item.path, item.path.with_suffix(".pts")):
             if path.exists():
                 (into / path.name).symlink_to(path.resolve())
@@ -112,6 +120,17 @@ def small_photos(folder: str, repeat: int) -> None:
         print(f"  {k}: {v:.0f}")
 
 
+def detectors(folder: str, repeat: int) -> None:
+    """Part 4: the CNN detector end to end against the HOG detector."""
+    hog1, hog_faces = end_to_end(folder, ["-j", "1"], repeat)
+    cnn1, cnn_faces = end_to_end(folder, ["-j", "1", "--detector", "cnn"], repeat)
+    cnn2, _ = end_to_end(folder, ["-j", "2", "--detector", "cnn"], repeat)
+    n = len(hog_faces)
+    print(f"{n} images, end to end, images/s: hog -j1 {hog1:.2f} ({sum(map(len, hog_faces.values()))} faces), "
+          f"cnn -j1 {cnn1:.2f} ({sum(map(len, cnn_faces.values()))} faces), cnn -j2 {cnn2:.2f}")
+    print(f"  cnn/hog at -j1: {cnn1 / hog1:.2f}x   cnn -j2/-j1: {cnn2 / cnn1:.2f}x")
+
+
 def truth_found(faces: dict[str, list[dict]], truth: dict[str, np.ndarray]) -> tuple[int, np.ndarray]:
     """Ground-truth faces found (a box contains the points' centre) and our error on each found face."""
     errors = []
@@ -144,11 +163,14 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", help="ordinary photos (parts 1 and 2)")
     parser.add_argument("--large", help="camera photos with .pts (part 3)")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each folder")
+    parser.add_argument("--distinct", action="store_true", help="one image per photo (300-W's copies)")
+    parser.add_argument("--detectors", action="store_true", help="part 4 (CNN against HOG) instead of 1 and 2")
     parser.add_argument("--repeat", type=int, default=2)
     a = parser.parse_args()
     with tempfile.TemporaryDirectory() as small, tempfile.TemporaryDirectory() as large:
         if a.folder:
-            small_photos(subset(a.folder, a.limit, Path(small)), a.repeat)
+            folder = subset(a.folder, a.limit, Path(small), a.distinct)
+            (detectors if a.detectors else small_photos)(folder, a.repeat)
         if a.large:
             large_photos(subset(a.large, a.limit, Path(large)), a.repeat)
 
