@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from annotator.formats import read_pts
-from conftest import PHOTOS, ROOT, annotate, index_rows, outputs
+from conftest import ROOT, annotate, both_runs, index_rows, outputs
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # Debian's chromium, chromium-driver
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,13 +34,7 @@ WAIT = 30  # seconds, for anything the page does
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data) -> Path:
     """The test photos (7 faces) annotated once as .pts (``pts/``) and as JSON (``json/``); tests copy them."""
-    root = tmp_path_factory.mktemp("served")
-    (root / "photos").mkdir()
-    for stem in PHOTOS:
-        shutil.copy(data / "300w" / "afw" / f"{stem}.jpg", root / "photos")
-    for fmt in ("pts", "json"):
-        annotate(root / "photos", "--out", root / fmt, "--format", fmt, "-j", "1")
-    return root
+    return both_runs(tmp_path_factory.mktemp("served"), data)
 
 
 def copy_run(runs: Path, fmt: str, tmp_path: Path) -> Path:
@@ -229,6 +223,25 @@ def test_requests_need_the_token_and_reach_nothing_but_the_run(runs, tmp_path):
             with serving(out):
                 pass
     assert outputs(out) == outputs(runs / "pts")  # nothing was saved
+
+
+def test_a_json_face_marked_not_a_face_is_dropped_and_restored_in_place(runs, tmp_path):
+    out = copy_run(runs, "json", tmp_path)
+    path = out / "1130084326_1.json"
+    with serving(out) as served:
+        face = [f["id"] for f in served.json("GET", "/api/faces")["faces"] if f["output"] == path.name][1]
+        box = served.json("GET", f"/api/faces/{face}")["box"]
+        faces = json.loads(path.read_text())["faces"]
+        gone = served.save(face, "not a face")
+        assert not gone["present"] and [f["box"] for f in json.loads(path.read_text())["faces"]] == \
+            [f["box"] for f in faces if f["box"] != box]
+        back = served.save(face, "accept")  # the points shown, the run's own: as it was, marked checked
+        assert back["present"] and back["moved_px"] == "0.000" and back["checked"] == "accepted"
+        assert json.loads(path.read_text())["faces"] == [{**f, "checked": "accepted"} if f["box"] == box else f
+                                                        for f in faces]
+        served.save(face, "unusable")
+        assert [f.get("checked") for f in json.loads(path.read_text())["faces"]] == \
+            ["unusable" if f["box"] == box else None for f in faces]
 
 
 @pytest.mark.parametrize("fmt", ["pts", "json"])
