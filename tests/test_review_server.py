@@ -275,6 +275,10 @@ def test_reruns_keep_checked_faces_unless_told(runs, tmp_path, fmt):
 
 def screenshot(driver, tmp_path: Path) -> None:
     """The page as the README shows it: written to docs/ with UPDATE_SCREENSHOT=1, else to tmp_path."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "const images = [...document.querySelectorAll('#strip img')];"
+        "return images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0);"))
     path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / SCREENSHOT.name
     assert driver.save_screenshot(str(path))
     assert cv2.imread(str(path)).shape[:2] == (driver.execute_script("return window.innerHeight"),

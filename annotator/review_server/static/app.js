@@ -327,12 +327,13 @@ const KEYS = {
   m: () => zoomTo("mouth"), f: () => zoomTo("face"), 1: actualPixels,
   "+": () => zoomBy(1.25), "=": () => zoomBy(1.25), "-": () => zoomBy(0.8),
 };
-const CTRL_KEYS = {s: () => save("accept", false), z: () => step("undo", "redo"), y: () => step("redo", "undo"),
-                   Z: () => step("redo", "undo")};
+const CTRL_KEYS = {s: () => save("accept", false), z: () => step("undo", "redo"), y: () => step("redo", "undo")};
 
 function key(event) {
   if (!state.face || event.altKey) return;
-  const action = event.ctrlKey || event.metaKey ? CTRL_KEYS[event.key] : KEYS[event.key] || KEYS[event.key.toLowerCase()];
+  const name = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  const ctrl = event.ctrlKey || event.metaKey;
+  const action = ctrl ? CTRL_KEYS[name === "z" && event.shiftKey ? "y" : name] : KEYS[name];
   if (!action) return;
   event.preventDefault();
   action();
