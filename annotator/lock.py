@@ -20,7 +20,7 @@ class OutputBusy(Exception):
 
 @contextmanager
 def lock_output(out: Path, holder: str = RUN,
-                advice: str = "wait for it to end, or write to another --out") -> Iterator[None]:
+                advice: str = "wait for it to end (or stop it), or write to another --out") -> Iterator[None]:
     """Hold ``out`` for this ``holder`` (:data:`RUN` or :data:`REVIEW`), or raise OutputBusy naming
     the one that holds it, followed by ``advice``.
 
