@@ -132,7 +132,10 @@ def main() -> None:
                    "weights), or write the unmirrored pass; the mirrored pass runs either way, for expected_error.")
 @click.option("--preview", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a JPEG per image with boxes and points drawn, under this folder.")
-@click.option("--overwrite", is_flag=True, help="Redo images already done by an earlier run into --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Redo images already done by an earlier run into --out (not those with a face a person checked).")
+@click.option("--overwrite-checked", is_flag=True,
+              help="With --overwrite: also redo images with a face a person checked (annotate review --serve).")
 @click.option("--device", default="cpu", show_default=True,
               help="Where torch runs the network (and the CNN detector): cpu, cuda, cuda:1, ...")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
@@ -142,13 +145,16 @@ def main() -> None:
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (with --backend dask).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, detector, min_score, landmarker,
-                weights, flip, preview, overwrite, device, max_pixels, backend, scheduler, quiet) -> None:
+                weights, flip, preview, overwrite, overwrite_checked, device, max_pixels, backend, scheduler,
+                quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from .lock import OutputBusy, lock_output
     from .run import Options, check_writable, threads_per_worker
 
     if min_face is not None and upsample is not None:
         raise click.UsageError("--min-face chooses the upsampling itself: give --min-face or --upsample")
+    if overwrite_checked and not overwrite:
+        raise click.UsageError("--overwrite-checked goes with --overwrite (a rerun never redoes a checked face)")
     outputs = [folder for folder in (out, preview) if folder]
     for folder in outputs:
         try:
@@ -161,12 +167,12 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
                    landmarker=landmarker, weights=weights, flip=flip, preview=preview, max_pixels=max_pixels)
     try:
         with lock_output(out):
-            _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet)
+            _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked)
     except OutputBusy as e:
         raise click.ClickException(str(e)) from None
 
 
-def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) -> None:
+def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked) -> None:
     """Check the landmarker once, run with a progress bar, print the summary, exit with the status."""
     from tqdm import tqdm
 
@@ -194,7 +200,8 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet) 
     client = _dask_client(scheduler) if backend == "dask" else None
     summary = Summary()
     try:
-        run(walk(paths, exclude=outputs), opts, jobs, backend, overwrite, on_result, summary, on_notice)
+        run(walk(paths, exclude=outputs), opts, jobs, backend, overwrite, on_result, summary, on_notice,
+            overwrite_checked)
     except OutputStopped as e:
         bar.close()
         click.echo(f"error: {e}\nstopped: {summary.line()}; every file written is whole: make room "
@@ -240,22 +247,34 @@ def _dask_client(address: str | None):
               help="Contact sheet (.jpg or .png); several pages are NAME-1.jpg, NAME-2.jpg, ...")
 @click.option("--per-page", type=click.IntRange(1), default=None, help="Faces per sheet (default 30: 5 rows of 6).")
 @click.option("--list", "as_list", is_flag=True,
-              help="Print the faces, one per line: expected error, output file, input image, box (tab-separated).")
-def review_command(folder, worst, best, sheet, per_page, as_list) -> None:
-    """Show the faces of a run into FOLDER ranked by expected error (worst first with --worst)."""
+              help="Print the faces, one per line: expected error, output file, input image, box, checked "
+                   "(tab-separated).")
+@click.option("--checked", type=click.Choice(["skip", "include", "only"]), default="skip", show_default=True,
+              help="Sheets and lists: leave out the faces a person checked (--serve), include them, or take only them.")
+@click.option("--serve", is_flag=True,
+              help="Check and fix the faces (all, or the --worst N) in a local web page; prints its address.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="With --serve: the port to listen on (0: any free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="With --serve: the address to listen on (another than 127.0.0.1 lets other machines in, "
+                   "with the token).")
+def review_command(folder, worst, best, sheet, per_page, as_list, checked, serve, port, host) -> None:
+    """Show the faces of a run into FOLDER ranked by expected error (worst first with --worst), or check and
+    fix them in a web page (--serve)."""
     from .review import ReviewError, listing, ranked_faces, write_sheets
 
+    if serve:
+        return _serve(folder, worst, best or sheet or as_list, host, port)
     if (worst is None) == (best is None) or not (sheet or as_list):
-        raise click.UsageError("give one of --worst N or --best N, and --out SHEET and/or --list")
+        raise click.UsageError("give one of --worst N or --best N, and --out SHEET and/or --list (or --serve)")
     try:
-        rows = ranked_faces(folder, worst or best, worst=worst is not None)
+        rows = ranked_faces(folder, worst or best, worst=worst is not None, checked=checked)
         if as_list:
             click.echo(listing(folder, rows), nl=False)
         for path in write_sheets(folder, rows, sheet, per_page) if sheet else []:
             click.echo(f"wrote {path}", err=True)
     except ReviewError as e:
         raise click.ClickException(str(e)) from None
-
 
 
 @main.command("export")
@@ -295,3 +314,18 @@ def export_command(folder, to, dest, checked_only, max_error, paths, test_share,
         click.echo(f"wrote {path}: {count(len(faces), 'face')} of {count(photo_count(faces), 'photo')}", err=True)
     if skipped:
         click.echo(f"left out {count(sum(skipped.values()), 'face')}: {left_out(skipped)}", err=True)
+
+
+def _serve(folder: Path, worst: int | None, other: object, host: str, port: int) -> None:
+    """``annotate review FOLDER --serve``: one line on stderr for any reason it cannot start."""
+    from .lock import OutputBusy
+    from .review import ReviewError
+    from .review_server.server import serve
+
+    if other:
+        raise click.UsageError("--serve shows the faces worst first: give --worst N or nothing, "
+                               "without --best, --out or --list")
+    try:
+        serve(folder, worst, host, port)
+    except (OutputBusy, ReviewError, OSError) as e:
+        raise click.ClickException(str(e)) from None

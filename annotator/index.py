@@ -1,5 +1,9 @@
 """The run index ``DIR/faces.csv``: a row per face (or per face-less image), in step with the resume journal.
 
+The last three columns say whether a person checked the face (``annotate review --serve``): the
+review server rewrites the whole file (atomically, holding the run lock) when a face is checked, and
+a later run keeps the rows (and the outputs) of every image with a checked face.
+
 The parent process appends an image's rows, flushed, before its journal line.
 A kill between the two leaves rows of an image that the journal does not
 record as done: :func:`open_index` drops them (and a partial last line) when
@@ -8,21 +12,26 @@ the next run starts, and that run redoes the image, so no row is duplicated.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence, TextIO
+from typing import Iterable, Iterator, Sequence, TextIO
 
 from .discover import Item
 from .formats import atomic_file, rounded_error
 
 INDEX = "faces.csv"
-COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "detector", "expected_error", "input_path"]
+COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "detector", "expected_error", "input_path",
+           "checked", "checked_at", "moved_px"]
 KEY_NAME = "input_path"  # what the resume journal records
 KEY = COLUMNS.index(KEY_NAME)
+CHECKED = COLUMNS.index("checked")
+CHECKS = ("accepted", "moved", "not a face", "unusable")  # the values of ``checked`` besides empty
+UNCHECKED = ["", "", ""]  # checked, checked_at, moved_px of a face no person has checked
 # Columns an index written by an earlier version lacks, and the value its rows get when it is read.
-ADDED = {"detector": "hog"}
+ADDED = {"detector": "hog", "checked": "", "checked_at": "", "moved_px": ""}
 
 
 def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequence[float]) -> list[list]:
@@ -30,9 +39,9 @@ def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequ
     empty face fields (and the JSON file as output, if any) when it has no face."""
     image = item.relative.as_posix()
     if not faces:
-        return [[image, outputs[0] if outputs else "", *[""] * 7, item.key]]
+        return [[image, outputs[0] if outputs else "", *[""] * 7, item.key, *UNCHECKED]]
     return [[image, output, *face.box, round(face.score, 4), face.detector, _blank(rounded_error(float(error))),
-             item.key]
+             item.key, *UNCHECKED]
             for output, face, error in zip(outputs, faces, errors)]
 
 
@@ -40,22 +49,43 @@ def _blank(value: float | None) -> float | str:
     return "" if value is None else value
 
 
+def face_id(row: dict[str, str]) -> str:
+    """A face's id for the review page: stable across reads, from its image, output file and box."""
+    key = "\0".join(row[c] for c in ("input_path", "output", "left", "top", "right", "bottom"))
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
 def row_format(row: Sequence[str]) -> str:
     """The output format a row belongs to: ``json`` for a JSON output, else ``pts`` (also a face-less pts image)."""
     return "json" if row[1].endswith(".json") else "pts"
 
 
-def open_index(out: Path, fmt: str, done: set[str], overwrite: bool) -> TextIO:
+def checked_images(out: Path, fmt: str) -> dict[str, set[str]]:
+    """The images (keys) of format ``fmt`` in ``out/faces.csv`` with a face a person checked, each with
+    the output files its rows name."""
+    rows = [row for row in _rows(out / INDEX) if len(row) == len(COLUMNS) and row_format(row) == fmt]
+    checked = {row[KEY] for row in rows if row[CHECKED]}
+    outputs: dict[str, set[str]] = {key: set() for key in checked}
+    for row in rows:
+        if row[KEY] in checked and row[1]:
+            outputs[row[KEY]].add(row[1])
+    return outputs
+
+
+def open_index(out: Path, fmt: str, done: set[str], overwrite: bool, kept: set[str] = frozenset()) -> TextIO:
     """``out/faces.csv`` opened for appending, holding only rows the journal backs.
 
     Rows of format ``fmt`` are kept when the journal ``done`` records their
-    image (none with ``overwrite``); rows of the other format are kept as they
-    are. A partial last line (a run killed while writing) is dropped.
+    image (none with ``overwrite``) or when their image is in ``kept`` (images
+    with a checked face, which the run leaves as they are); rows of the other
+    format are kept as they are. A partial last line (a run killed while
+    writing) is dropped.
     """
     path = out / INDEX
 
     def keep(row: list[str]) -> bool:
-        return len(row) == len(COLUMNS) and (row_format(row) != fmt or (not overwrite and row[KEY] in done))
+        return len(row) == len(COLUMNS) and (row_format(row) != fmt or row[KEY] in kept
+                                             or (not overwrite and row[KEY] in done))
 
     whole, seen = _ends_whole(path) and _header(path) in (None, COLUMNS), set()
     for row in _rows(path):
@@ -63,10 +93,7 @@ def open_index(out: Path, fmt: str, done: set[str], overwrite: bool) -> TextIO:
         if len(row) == len(COLUMNS) and row_format(row) == fmt:
             seen.add(row[KEY])
     if not whole:
-        with atomic_file(path, text=True) as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            writer.writerows(filter(keep, _rows(path)))
+        write_index(out, filter(keep, _rows(path)))
     if done - seen and not overwrite:
         print(f"warning: {path} lacks the faces of {len(done - seen)} images done by an earlier run; "
               "rerun with --overwrite for a complete index", file=sys.stderr)
@@ -111,6 +138,14 @@ def _rows(path: Path, columns: list[str] = COLUMNS) -> Iterator[list[str]]:
             named = dict(zip(header, row))
             added = ADDED if named.get("left") else {}  # a face-less image's row has no face fields
             yield [named.get(c, added.get(c, "")) for c in columns]
+
+
+def write_index(out: Path, rows: Iterable[Sequence]) -> None:
+    """Replace ``out/faces.csv`` atomically with today's header and ``rows`` (lists in :data:`COLUMNS` order)."""
+    with atomic_file(out / INDEX, text=True) as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
 
 
 def append_rows(index: TextIO, rows: list[list]) -> None:

@@ -9,16 +9,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-LOCK_FILE = ".annotate-lock"  # holds the holder's pid, host and start time, for the message
+LOCK_FILE = ".annotate-lock"  # names the holder (its kind, pid, host and start time), for the message
+RUN = "annotate run"
+REVIEW = "annotate review server"
 
 
 class OutputBusy(Exception):
-    """Another annotate run is writing into the same output folder."""
+    """Another annotate run or review server is writing into the same output folder."""
 
 
 @contextmanager
-def lock_output(out: Path) -> Iterator[None]:
-    """Hold ``out`` for this run, or raise OutputBusy naming the run that holds it.
+def lock_output(out: Path, holder: str = RUN,
+                advice: str = "wait for it to end (or stop it), or write to another --out") -> Iterator[None]:
+    """Hold ``out`` for this ``holder`` (:data:`RUN` or :data:`REVIEW`), or raise OutputBusy naming
+    the one that holds it, followed by ``advice``.
 
     flock(2) is released by the kernel when its holder ends, even by SIGKILL,
     so a killed run never leaves the folder locked.
@@ -28,19 +32,20 @@ def lock_output(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "holder unknown"
-            raise OutputBusy(f"{out} is in use by another annotate run ({holder}); "
-                             "wait for it to end, or write to another --out") from None
-        _write_holder(fd)
+            other = os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or f"{RUN} (holder unknown)"
+            if other.startswith("pid "):  # written by an earlier version
+                other = f"{RUN} ({other})"
+            raise OutputBusy(f"{out} is in use by another {other}; {advice}") from None
+        _write_holder(fd, holder)
         yield
     finally:
         os.close(fd)
 
 
-def _write_holder(fd: int) -> None:
+def _write_holder(fd: int, holder: str) -> None:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
+        os.pwrite(fd, f"{holder} (pid {os.getpid()} on {socket.gethostname()}, started {started})\n".encode(), 0)
     except OSError:  # a full disk: the lock holds all the same, and the run reports the disk itself
         pass

@@ -28,27 +28,33 @@ class ReviewError(Exception):
     """The run cannot be reviewed (no index, no expected errors)."""
 
 
-def ranked_faces(out: Path, n: int, worst: bool = True) -> list[dict[str, str]]:
-    """The ``n`` faces of the run in ``out`` with the highest (``worst``) or lowest expected error, in that order."""
-    faces = 0
+def ranked_faces(out: Path, n: int, worst: bool = True, checked: str = "skip") -> list[dict[str, str]]:
+    """The ``n`` faces of the run in ``out`` with the highest (``worst``) or lowest expected error, in that order.
 
-    def rated() -> Iterator[dict[str, str]]:
-        nonlocal faces
+    ``checked``: ``skip`` the faces a person checked (``annotate review --serve``), ``include`` them, or
+    take ``only`` them.
+    """
+    faces = rated = 0
+
+    def candidates() -> Iterator[dict[str, str]]:
+        nonlocal faces, rated
         for row in read_index(out):
             faces += bool(row["left"])
-            if row["expected_error"]:
+            rated += bool(row["expected_error"])
+            if row["expected_error"] and (checked == "include" or bool(row["checked"]) == (checked == "only")):
                 yield row
 
     pick = heapq.nlargest if worst else heapq.nsmallest  # as sorted(...)[:n], memory for n rows only
     try:
-        chosen = pick(n, rated(), key=lambda r: float(r["expected_error"]))
+        chosen = pick(n, candidates(), key=lambda r: float(r["expected_error"]))
     except FileNotFoundError:
         raise ReviewError(f"{out / INDEX} not found: review needs a run of this version of annotate") from None
-    if faces and not chosen:
+    if faces and not rated:
         raise ReviewError(f"no face in {out / INDEX} has an expected_error ({faces} faces): only our network "
                           "estimates it, runs with --landmarker dlib cannot be ranked")
     if not chosen:
-        raise ReviewError(f"{out / INDEX} lists no face")
+        which = {"skip": " left unchecked", "only": " checked by a person", "include": ""}[checked]
+        raise ReviewError(f"{out / INDEX} lists no face{which}")
     return chosen
 
 
@@ -66,28 +72,30 @@ def face_points(out: Path, row: dict[str, str]) -> np.ndarray:
 
 
 def listing(out: Path, rows: list[dict[str, str]]) -> str:
-    """One line per face: expected error, output file, input image, box left,top,right,bottom (tab-separated)."""
+    """One line per face: expected error, output file, input image, box left,top,right,bottom and
+    checked (empty unless a person checked the face), tab-separated."""
     return "".join(f"{r['expected_error']}\t{out / r['output']}\t{r['input_path']}\t"
-                   f"{r['left']},{r['top']},{r['right']},{r['bottom']}\n" for r in rows)
+                   f"{r['left']},{r['top']},{r['right']},{r['bottom']}\t{r['checked']}\n" for r in rows)
 
 
 def tile(out: Path, row: dict[str, str]) -> np.ndarray:
-    """The face cropped from its original image with its points drawn, and a label strip below."""
+    """The face cropped from its original image with its points drawn (none once a person marked it
+    "not a face": its output is gone), and a label strip below."""
     canvas = np.full((TILE + LABEL, TILE, 3), BACKGROUND, np.uint8)
     try:
-        points = face_points(out, row)
+        points = None if row["checked"] == "not a face" else face_points(out, row)
         canvas[:TILE] = _crop(read_image(row["input_path"]), points, row)
     except (OSError, ImageError, ValueError) as e:
         _text(canvas, f"cannot show: {type(e).__name__}", 0.5 * TILE)
-    _text(canvas, Path(row["output"]).name, TILE + 14)
+    _text(canvas, Path(row["output"]).name + (f" ({row['checked']})" if row["checked"] else ""), TILE + 14)
     _text(canvas, f"expected error {float(row['expected_error']):.4g} ({row['detector']})", TILE + 30)
     return canvas
 
 
-def _crop(image: np.ndarray, points: np.ndarray, row: dict[str, str]) -> np.ndarray:
-    """A TILE x TILE square around the points and the box (grey outside the image), points drawn."""
+def _crop(image: np.ndarray, points: np.ndarray | None, row: dict[str, str]) -> np.ndarray:
+    """A TILE x TILE square around the points (if any) and the box (grey outside the image), points drawn."""
     box = np.array([[float(row["left"]), float(row["top"])], [float(row["right"]), float(row["bottom"])]])
-    lo, hi = np.minimum(points.min(0), box[0]), np.maximum(points.max(0), box[1])
+    lo, hi = box if points is None else (np.minimum(points.min(0), box[0]), np.maximum(points.max(0), box[1]))
     side = max(hi - lo) * (1 + 2 * MARGIN) + 1
     x0, y0 = np.floor((lo + hi) / 2 - side / 2).astype(int)
     side = int(math.ceil(side))
@@ -98,7 +106,8 @@ def _crop(image: np.ndarray, points: np.ndarray, row: dict[str, str]) -> np.ndar
     scale = TILE / side
     crop = cv2.resize(region, (TILE, TILE), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     def to_tile(p): return (p - (x0, y0) + 0.5) * scale - 0.5  # pixel centres map to pixel centres
-    draw_face(crop, to_tile(points), np.round(to_tile(box)).astype(int).ravel(), row["detector"])
+    if points is not None:
+        draw_face(crop, to_tile(points), np.round(to_tile(box)).astype(int).ravel(), row["detector"])
     return crop
 
 

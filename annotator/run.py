@@ -23,7 +23,7 @@ from .discover import Item
 from .draw import draw_face
 from .formats import atomic_write, json_record, pts_text
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
-from .index import append_rows, image_rows, open_index
+from .index import append_rows, checked_images, image_rows, open_index
 
 DONE_LOG = ".annotate-done-{format}.log"  # one resume journal per output format
 FAILURE_LOG = "failures.log"
@@ -76,6 +76,7 @@ class Summary:
     no_face: int = 0
     failed: int = 0
     skipped: int = 0
+    kept: int = 0  # images with a face a person checked, left as they are
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, r: Result) -> None:
@@ -85,13 +86,16 @@ class Summary:
         self.failed += r.error is not None
 
     def line(self) -> str:
-        """``5 images: 3 with 7 faces, 1 without a face, 1 failed; 2 already done; 4.1 s, 1.22 images/s``."""
+        """``5 images: 3 with 7 faces, 1 without a face, 1 failed; 2 already done; 4.1 s, 1.22 images/s``
+        (and ``; 1 kept: checked by a person`` when a run skipped such images)."""
         secs = time.perf_counter() - self.started
         rate = self.images / secs if secs > 0 else 0.0
         with_faces = self.images - self.no_face - self.failed
         skipped = f"; {self.skipped} already done" if self.skipped else ""
+        kept = f"; {self.kept} kept: checked by a person" if self.kept else ""
         return (f"{count(self.images, 'image')}: {with_faces} with {count(self.faces, 'face')}, "
-                f"{self.no_face} without a face, {self.failed} failed{skipped}; {secs:.1f} s, {rate:.2f} images/s")
+                f"{self.no_face} without a face, {self.failed} failed{skipped}{kept}; {secs:.1f} s, "
+                f"{rate:.2f} images/s")
 
 
 def count(n: int, noun: str) -> str:
@@ -149,6 +153,15 @@ def _remove_stale_pts(item: Item, out: Path, faces: int) -> None:
         except FileNotFoundError:
             return
         k += 1
+
+
+def _remove_unwritten(out: Path, outputs: set[str]) -> None:
+    """Delete a redone checked image's earlier outputs that its new run did not write again.
+
+    :func:`_remove_stale_pts` stops at a gap in the numbering, which "not a face" leaves in a checked image.
+    """
+    for output in outputs:
+        (out / output).unlink(missing_ok=True)
 
 
 def _preview(image: np.ndarray, faces, points: np.ndarray) -> bytes:
@@ -209,9 +222,12 @@ def read_done(journal: Path) -> set[str]:
 
 def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | None = None,
         overwrite: bool = False, on_result: Callable[[Result, Summary], None] | None = None,
-        summary: Summary | None = None, on_notice: Callable[[str], None] | None = None) -> Summary:
+        summary: Summary | None = None, on_notice: Callable[[str], None] | None = None,
+        overwrite_checked: bool = False) -> Summary:
     """Annotate ``items`` in parallel, streaming outputs, journal and failures to ``opts.out``.
 
+    An image with a face a person checked (``faces.csv``) is left as it is, outputs and rows, even
+    with ``overwrite``, unless ``overwrite_checked``; it stays recorded as done.
     ``summary`` (updated in place) lets a caller report progress after an interruption.
     A worker process that dies is replaced and the images in flight are retried one
     at a time (``on_notice`` is told); the one that kills its worker again fails as
@@ -224,11 +240,15 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
         journal_path = opts.out / DONE_LOG.format(format=opts.format)
         (opts.out / FAILURE_LOG).unlink(missing_ok=True)  # written again at this run's first failure
         done = set() if overwrite else read_done(journal_path)
-        feed = _Feed(_todo(items, done, summary))
+        checked = checked_images(opts.out, opts.format)
+        kept = set() if overwrite_checked else set(checked)
+        feed = _Feed(_todo(items, done, kept, summary))
         with _open_log(journal_path, append=not overwrite) as journal, \
-                open_index(opts.out, opts.format, done, overwrite) as index, ExitStack() as logs, \
+                open_index(opts.out, opts.format, done, overwrite, kept) as index, ExitStack() as logs, \
                 parallel_config(backend=backend):
             failures = None
+            for key in sorted(kept - done):  # done, by a person: the journal says so (again, after --overwrite)
+                _append_line(journal, key)
 
             def record(r: Result) -> None:
                 nonlocal failures
@@ -239,6 +259,7 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
                     failures = failures or logs.enter_context(_open_log(opts.out / FAILURE_LOG, append=False))
                     _append_line(failures, f"{r.key}\t{r.error}")
                 else:
+                    _remove_unwritten(opts.out, checked.get(r.key, set()) - {row[1] for row in r.rows})
                     append_rows(index, r.rows)  # before the journal line: see annotator/index.py
                     _append_line(journal, r.key)
                 if on_result:
@@ -307,9 +328,11 @@ def _exit_codes(e: Exception) -> str:
     return found.group(1) if found else "unknown exit code"
 
 
-def _todo(items: Iterable[Item], done: set[str], summary: Summary) -> Iterator[Item]:
+def _todo(items: Iterable[Item], done: set[str], kept: set[str], summary: Summary) -> Iterator[Item]:
     for item in items:
-        if item.key in done:
+        if item.key in kept:
+            summary.kept += 1
+        elif item.key in done:
             summary.skipped += 1
         else:
             yield item

@@ -43,6 +43,16 @@ def photos(tmp_path: Path, data: Path) -> Path:
     return folder
 
 
+def both_runs(root: Path, data: Path) -> Path:
+    """The test photos (7 faces) copied to ``root/photos`` and annotated into ``root/json`` and ``root/pts``."""
+    (root / "photos").mkdir()
+    for stem in PHOTOS:
+        shutil.copy(data / "300w" / "afw" / f"{stem}.jpg", root / "photos")
+    for fmt in ("json", "pts"):
+        annotate(root / "photos", "--out", root / fmt, "--format", fmt, "-j", "1")
+    return root
+
+
 def annotate(*args: str | Path, check: bool = True, cwd: Path | None = None, python: tuple[str, ...] = (),
              package: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the real ``annotate`` command line in a subprocess, ``annotator`` imported from ``package``."""

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import pytest
 
 from annotator.index import COLUMNS
 from conftest import annotate, box_of, index_rows
@@ -82,12 +83,14 @@ def test_min_score_drops_a_low_scoring_detection(data, tmp_path):
     assert [float(r["score"]) for r in index_rows(tmp_path / "kept")] == [f["score"] for f in kept]
 
 
-def test_an_index_of_an_earlier_version_is_upgraded_on_resume(photos, tmp_path):
+@pytest.mark.parametrize("added", [["detector", "checked", "checked_at", "moved_px"], ["checked", "checked_at", "moved_px"]],
+                         ids=["before-detector", "before-checked"])
+def test_an_index_of_an_earlier_version_is_upgraded_on_resume(photos, tmp_path, added):
     out = tmp_path / "out"
     shutil.move(photos / "1634816_1.jpg", tmp_path / "later.jpg")
     annotate(photos, "--out", out)
     rows = index_rows(out)
-    old = [c for c in COLUMNS if c != "detector"]  # the layout before the detector column
+    old = [c for c in COLUMNS if c not in added]  # the layout before those columns
     lines = [",".join(old)] + [",".join(r[c] for c in old) for r in rows]
     (out / "faces.csv").write_text("\n".join(lines) + "\n")
 

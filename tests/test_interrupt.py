@@ -1,10 +1,12 @@
 """A killed run loses nothing: the rerun completes it exactly as an uninterrupted run would."""
 from __future__ import annotations
 
+import csv
 import signal
 import subprocess
 from pathlib import Path
 
+from annotator.index import KEY
 from conftest import annotate, finish, many_photos, outputs, start_annotate, wait_for_journal
 
 
@@ -46,7 +48,7 @@ def tear_index(out: Path, reference: Path) -> None:
     """Leave faces.csv as a kill at the worst moment would: the rows of an image that are written
     but not yet journaled (taken from the reference run, same input paths), then a partial line."""
     done = set((out / ".annotate-done-pts.log").read_text().splitlines())
-    todo = [line for line in index_lines(reference)[1:] if line.rsplit(",", 1)[1] not in done]
+    todo = [line for line in index_lines(reference)[1:] if next(csv.reader([line]))[KEY] not in done]
     assert len(todo) >= 2
     with open(out / "faces.csv", "a") as f:
         f.write(todo[0] + "\n" + todo[1][:len(todo[1]) // 2])

@@ -21,5 +21,6 @@ def test_wheel_ships_one_package_and_a_licence(tmp_path):
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"annotator"}
     assert "annotator/training/fit.py" in names and "annotator/weights/landmarks68.pt" in names
     assert "annotator/export/coco.py" in names
+    assert {f"annotator/review_server/static/{n}" for n in ("index.html", "app.js", "style.css")} <= set(names)
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA")))
     assert b"License: MIT" in metadata and any(n.endswith("/LICENSE") for n in names)

@@ -1,26 +1,18 @@
 """``annotate review``: sheets of the right size, faces in the documented order, points read right."""
 from __future__ import annotations
 
-import shutil
-
 import cv2
 import numpy as np
 import pytest
 
 from annotator.review import GAP, LABEL, TILE, face_points, sheet_shape, tile
-from conftest import PHOTOS, annotate, box_of, index_rows
+from conftest import annotate, both_runs, box_of, index_rows
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data):
     """The same AFW photos (7 faces) annotated as JSON and as .pts."""
-    root = tmp_path_factory.mktemp("review")
-    (root / "photos").mkdir()
-    for stem in PHOTOS:
-        shutil.copy(data / "300w" / "afw" / f"{stem}.jpg", root / "photos")
-    for fmt in ("json", "pts"):
-        annotate(root / "photos", "--out", root / fmt, "--format", fmt, "-j", "1")
-    return root
+    return both_runs(tmp_path_factory.mktemp("review"), data)
 
 
 def listed(out, *flags) -> list[tuple[str, list[int]]]:

@@ -1,0 +1,318 @@
+"""``annotate review DIR --serve``: a real run's folder served, driven in headless Chromium and by plain
+HTTP requests, and checked on disk; a later run keeps what a person checked."""
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from annotator.formats import read_pts
+from conftest import ROOT, annotate, both_runs, index_rows, outputs
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # Debian's chromium, chromium-driver
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,900"]
+SCREENSHOT = ROOT / "docs" / "review_page.png"  # written again with UPDATE_SCREENSHOT=1
+WAIT = 30  # seconds, for anything the page does
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data) -> Path:
+    """The test photos (7 faces) annotated once as .pts (``pts/``) and as JSON (``json/``); tests copy them."""
+    return both_runs(tmp_path_factory.mktemp("served"), data)
+
+
+def copy_run(runs: Path, fmt: str, tmp_path: Path) -> Path:
+    out = tmp_path / fmt
+    shutil.copytree(runs / fmt, out)
+    return out
+
+
+@dataclass
+class Served:
+    """A review server in a subprocess: its address (with the token) and the process."""
+
+    url: str
+    token: str
+    port: int
+    proc: subprocess.Popen
+
+    def request(self, method: str, path: str, body: object = None, token: str | None = "") -> tuple[int, bytes]:
+        """A plain HTTP request (the path sent as it is); ``token`` None sends no token header."""
+        headers = {} if token is None else {"X-Annotate-Token": token or self.token}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT)
+        try:
+            connection.request(method, path, None if body is None else json.dumps(body), headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def json(self, method: str, path: str, body: object = None) -> dict:
+        status, data = self.request(method, path, body)
+        assert status == 200, (status, data)
+        return json.loads(data)
+
+    def save(self, face: str, action: str, move: tuple[float, float] = (0, 0), point: int = 8) -> dict:
+        """Check ``face`` as a person would from another tab: ``action``, with ``point`` moved by ``move``."""
+        current = self.json("GET", f"/api/faces/{face}")
+        points = current["points"]
+        points[point] = [points[point][0] + move[0], points[point][1] + move[1]]
+        return self.json("POST", f"/api/faces/{face}", {"base": current["version"], "action": action, "points": points})
+
+
+@contextmanager
+def serving(out: Path, *args: str) -> Iterator[Served]:
+    """``annotate review OUT --serve --port 0`` running, until the block ends."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "annotator", "review", str(out), "--serve", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        while not any("#token=" in line for line in lines):
+            lines.append(proc.stdout.readline())
+            if not lines[-1]:
+                raise AssertionError(f"the review server ended: {proc.wait()}, {proc.stderr.read()}")
+        url = re.search(r"http://\S+", "".join(lines)).group()
+        port = int(re.match(r"http://127\.0\.0\.1:(\d+)/#token=", url).group(1))
+        yield Served(url, url.split("#token=")[1], port, proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=WAIT)
+
+
+def test_page_drags_a_point_saves_undoes_and_marks_not_a_face(runs, tmp_path):
+    webdriver = browser_or_skip()
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    out = copy_run(runs, "pts", tmp_path)
+    with serving(out) as served, chromium(webdriver) as driver:
+        faces = [f["id"] for f in served.json("GET", "/api/faces")["faces"]]
+        rows = {r["output"]: r for r in index_rows(out)}
+        files = {f: out / served.json("GET", f"/api/faces/{f}")["output"] for f in faces}
+        before = {f: files[f].read_bytes() for f in faces}
+        points = {f: read_pts(files[f]) for f in faces}
+        wait = WebDriverWait(driver, WAIT)
+
+        def shown(face: str, status: str | None = None) -> None:
+            wait.until(lambda d: d.find_element(By.ID, "view").get_attribute("data-face") == face
+                       and len(d.find_elements(By.CSS_SELECTOR, "circle.point")) == 68
+                       and (status is None or d.find_element(By.ID, "status").text.startswith(status)))
+
+        def keys(*sequence: str) -> None:
+            ActionChains(driver).send_keys(*sequence).perform()
+
+        def drag(point: int, dx: int, dy: int) -> None:
+            circle = driver.find_element(By.CSS_SELECTOR, f"circle[data-point='{point}']")
+            ActionChains(driver).click_and_hold(circle).move_by_offset(dx, dy).release().perform()
+            wait.until(lambda d: "edited" in d.find_element(By.ID, "status").get_attribute("class"))
+
+        driver.get(served.url)
+        shown(faces[0], "not checked")  # the worst face first
+        screenshot(driver, tmp_path)
+
+        keys("1")  # 100%: a screen pixel is a photo pixel
+        wait.until(lambda d: d.find_element(By.ID, "view").get_attribute("data-scale") == "1")
+        drag(8, 7, -5)
+        keys(Keys.ENTER)  # accept: saved, and on to the next face
+        shown(faces[1])
+        moved = read_pts(files[faces[0]]) - points[faces[0]]
+        assert np.abs(moved[8] - (7, -5)).max() < 1e-9 and not np.delete(moved, 8, axis=0).any()
+        row = {r["output"]: r for r in index_rows(out)}[files[faces[0]].name]
+        assert (row["checked"], row["moved_px"]) == ("moved", f"{math.hypot(7, 5) / 68:.3f}")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["checked_at"])
+
+        keys(Keys.ARROW_LEFT)
+        shown(faces[0], "moved")
+        keys("z")  # undo the drag, and save that
+        wait.until(lambda d: "edited" in d.find_element(By.ID, "status").get_attribute("class"))
+        keys(Keys.ENTER)
+        shown(faces[1])
+        assert files[faces[0]].read_bytes() == before[faces[0]]
+        row = {r["output"]: r for r in index_rows(out)}[files[faces[0]].name]
+        assert (row["checked"], row["moved_px"]) == ("accepted", "0.000")
+
+        keys("x")  # the second face is not a face: its .pts goes, its row stays
+        shown(faces[2])
+        assert not files[faces[1]].exists()
+        assert {r["output"]: r for r in index_rows(out)}[files[faces[1]].name]["checked"] == "not a face"
+
+        served.save(faces[2], "accept", move=(1, 0))  # another tab saves the face this page shows
+        keys(Keys.ENTER)
+        wait.until(lambda d: "another tab" in d.find_element(By.ID, "message").text)
+        assert read_pts(files[faces[2]])[8][0] == pytest.approx(points[faces[2]][8][0] + 1)
+        keys("r")  # load the other tab's version, take this page's back (undo), and save it
+        wait.until(lambda d: "loaded the saved version" in d.find_element(By.ID, "message").text)
+        keys("z")
+        wait.until(lambda d: "edited" in d.find_element(By.ID, "status").get_attribute("class"))
+        keys(Keys.ENTER)
+        shown(faces[3])
+        assert files[faces[2]].read_bytes() == before[faces[2]]
+
+        keys("e")  # zoomed to an eye, a drag still moves the point by screen pixels / scale, in photo pixels
+        wait.until(lambda d: float(d.find_element(By.ID, "view").get_attribute("data-scale")) > 2)
+        scale = float(driver.find_element(By.ID, "view").get_attribute("data-scale"))
+        drag(37, 10, 0)
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()  # save, stay
+        wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("moved"))
+        moved = read_pts(files[faces[3]]) - points[faces[3]]
+        assert moved[37] == pytest.approx((10 / scale, 0), abs=6e-4) and not np.delete(moved, 37, axis=0).any()
+
+        driver.refresh()  # the state is on disk: the page opens at the first face nobody checked
+        shown(faces[4], "not checked")
+        keys(Keys.ARROW_LEFT)
+        shown(faces[3], "moved")
+        keys(Keys.ARROW_LEFT, Keys.ARROW_LEFT)
+        shown(faces[1], "not a face")
+        assert "gone" in driver.find_element(By.ID, "view").get_attribute("class")
+        keys(Keys.ARROW_LEFT)
+        shown(faces[0], "accepted")
+    assert {r["output"]: r for r in index_rows(out)}.keys() == rows.keys()  # rows are updated, never added
+
+
+def test_requests_need_the_token_and_reach_nothing_but_the_run(runs, tmp_path):
+    out = copy_run(runs, "pts", tmp_path)
+    with serving(out) as served:
+        face = served.json("GET", "/api/faces")["faces"][0]["id"]
+        for path in ("/api/faces", f"/api/faces/{face}", f"/api/faces/{face}/photo"):
+            assert served.request("GET", path, token=None)[0] == 403
+            assert served.request("GET", path, token="wrong")[0] == 403
+        current = served.json("GET", f"/api/faces/{face}")
+        edit = {"base": current["version"], "action": "accept", "points": current["points"]}
+        assert served.request("POST", f"/api/faces/{face}", edit, token=None)[0] == 403
+        assert served.request("OPTIONS", f"/api/faces/{face}")[0] == 501  # no CORS preflight is ever granted
+        for path in ("/static/../../../../etc/passwd", "/../faces.csv", "/faces.csv", "/static/%2e%2e/faces.csv",
+                     f"/api/faces/{face}/../../faces.csv", "/api/faces/../../etc/passwd", "/static/index.html",
+                     f"/api/faces/{face}/photo/../../../../etc/passwd", "/api/faces/0000000000000000"):
+            status, body = served.request("GET", path)
+            assert status == 404 and b"root:" not in body and b"input_path" not in body, path
+        assert served.request("GET", "/")[0] == 200  # the page itself carries no data
+        status, photo = served.request("GET", f"/api/faces/{face}/photo")
+        row = next(r for r in index_rows(out) if r["output"] == current["output"])
+        assert status == 200 and cv2.imdecode(np.frombuffer(photo, np.uint8), 1).shape == \
+            cv2.imread(row["input_path"]).shape  # the photo decoded as the run did, sent as JPEG
+        for bad in ({"base": current["version"], "action": "accept", "points": [[0, 0]] * 67},
+                    {"base": current["version"], "action": "delete"}):
+            assert served.request("POST", f"/api/faces/{face}", bad)[0] == 400
+        assert served.request("POST", f"/api/faces/{face}", {**edit, "base": "stale"})[0] == 409
+
+        run = annotate(runs / "photos", "--out", out, check=False)
+        assert run.returncode == 1 and run.stderr.count("\n") == 1
+        assert f"{out} is in use by another annotate review server (pid {served.proc.pid} on " in run.stderr
+        with pytest.raises(AssertionError, match="in use by another annotate review server"):
+            with serving(out):
+                pass
+    assert outputs(out) == outputs(runs / "pts")  # nothing was saved
+
+
+def test_a_json_face_marked_not_a_face_is_dropped_and_restored_in_place(runs, tmp_path):
+    out = copy_run(runs, "json", tmp_path)
+    path = out / "1130084326_1.json"
+    with serving(out) as served:
+        face = [f["id"] for f in served.json("GET", "/api/faces")["faces"] if f["output"] == path.name][1]
+        box = served.json("GET", f"/api/faces/{face}")["box"]
+        faces = json.loads(path.read_text())["faces"]
+        gone = served.save(face, "not a face")
+        assert not gone["present"] and [f["box"] for f in json.loads(path.read_text())["faces"]] == \
+            [f["box"] for f in faces if f["box"] != box]
+        back = served.save(face, "accept")  # the points shown, the run's own: as it was, marked checked
+        assert back["present"] and back["moved_px"] == "0.000" and back["checked"] == "accepted"
+        assert json.loads(path.read_text())["faces"] == [{**f, "checked": "accepted"} if f["box"] == box else f
+                                                        for f in faces]
+        served.save(face, "unusable")
+        assert [f.get("checked") for f in json.loads(path.read_text())["faces"]] == \
+            ["unusable" if f["box"] == box else None for f in faces]
+
+
+@pytest.mark.parametrize("fmt", ["pts", "json"])
+def test_reruns_keep_checked_faces_unless_told(runs, tmp_path, fmt):
+    out = copy_run(runs, fmt, tmp_path)
+    with serving(out) as served:
+        three = [f["id"] for f in served.json("GET", "/api/faces")["faces"] if f["image"] == "1130084326_1.jpg"]
+        served.save(three[0], "accept", move=(3.5, -2))
+        served.save(three[1], "not a face")
+    checked = outputs(out)
+    assert checked != outputs(runs / fmt)
+    rows = index_rows(out)
+    assert sorted(r["checked"] for r in rows if r["checked"]) == ["moved", "not a face"]
+
+    listed = annotate("review", out, "--worst", "10", "--list").stdout.splitlines()
+    assert len(listed) == 5 and all(line.endswith("\t") for line in listed)  # checked faces skipped
+    listed = annotate("review", out, "--worst", "10", "--list", "--checked", "only").stdout.splitlines()
+    assert sorted(line.split("\t")[-1] for line in listed) == ["moved", "not a face"]
+
+    for again in ([], ["--overwrite"]):  # a resume, and a redo of every image: the checked image is kept
+        result = annotate(runs / "photos", "--out", out, "--format", fmt, "-j", "1", *again)
+        assert "1 kept: checked by a person" in result.stderr
+        assert outputs(out) == checked and sorted(map(str, index_rows(out))) == sorted(map(str, rows))
+
+    result = annotate(runs / "photos", "--out", out, "--format", fmt, "-j", "1", "--overwrite-checked", check=False)
+    assert result.returncode == 2 and "--overwrite-checked goes with --overwrite" in result.stderr
+    annotate(runs / "photos", "--out", out, "--format", fmt, "-j", "1", "--overwrite", "--overwrite-checked")
+    assert outputs(out) == outputs(runs / fmt)  # the machine's points again, the removed face back
+    assert not any(r["checked"] for r in index_rows(out))
+
+
+def screenshot(driver, tmp_path: Path) -> None:
+    """The page as the README shows it: written to docs/ with UPDATE_SCREENSHOT=1, else to tmp_path."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "const images = [...document.querySelectorAll('#strip img')];"
+        "return images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0);"))
+    path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / SCREENSHOT.name
+    assert driver.save_screenshot(str(path))
+    assert cv2.imread(str(path)).shape[:2] == (driver.execute_script("return window.innerHeight"),
+                                              driver.execute_script("return window.innerWidth"))
+
+
+def browser_or_skip():
+    """selenium's webdriver module, with Debian's chromium and chromedriver present; skipped without them
+    (failed under CI, whose setup installs them)."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+    try:
+        from selenium import webdriver
+    except ImportError:
+        missing.append("selenium")
+    if missing:
+        message = f"no browser to drive: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return webdriver
+
+
+@contextmanager
+def chromium(webdriver) -> Iterator:
+    """Headless Chromium driven by Debian's chromedriver (named explicitly: no selenium-manager download)."""
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    with tempfile.TemporaryDirectory() as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
