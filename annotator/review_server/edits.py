@@ -140,7 +140,7 @@ class Faces:
 
 
 def _summary(face: str, row: dict[str, str]) -> dict:
-    return {"id": face, "output": row["output"], "image": row["image"],
+    return {"id": face, "output": row["output"], "image": row["image"], "detector": row["detector"],
             "expected_error": float(row["expected_error"]) if row["expected_error"] else None,
             "checked": row["checked"], "checked_at": row["checked_at"], "moved_px": row["moved_px"]}
 

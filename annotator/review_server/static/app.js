@@ -157,7 +157,8 @@ function header() {
   document.getElementById("position").textContent = `${state.at + 1} / ${state.faces.length}`;
   document.getElementById("name").textContent = face.output;
   document.getElementById("error").textContent =
-    face.expected_error === null ? "" : `expected error ${face.expected_error.toPrecision(3)}`;
+    (face.expected_error === null ? "" : `expected error ${face.expected_error.toPrecision(3)}`) +
+    ` · found by ${face.detector}`;
   const status = document.getElementById("status");
   const moved = face.checked === "moved" ? ` ${face.moved_px} px` : "";
   status.textContent = face.checked ? `${face.checked}${moved} (${face.checked_at})` : "not checked";
