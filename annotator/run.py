@@ -46,7 +46,7 @@ class Options:
     min_face: int | None = None
     max_faces: int | None = None
     min_score: float | None = None  # None: the detector's default
-    detector: str = "hog"
+    detector: str = "cnn"
     device: str = "cpu"
     threads: int = 1  # torch threads of the CNN detector: the worker's share of the cores (threads_per_worker)
     landmarker: str = "network"

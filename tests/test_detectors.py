@@ -48,11 +48,16 @@ def test_cnn_finds_boxes_in_the_photos_pixels_at_any_scan(data):
         assert max(abs(u - 2 * v) for u, v in zip(a, b)) <= 12  # the same faces, at twice the size
 
 
-def test_annotate_with_the_cnn_detector_records_it(photos, tmp_path):
-    out = tmp_path / "out"
-    annotate(photos / "1130084326_1.jpg", "--out", out, "--format", "json", "--detector", "cnn", "-j", "1")
-    faces = json.loads((out / "1130084326_1.json").read_text())["faces"]
-    assert len(faces) == 3 and all(f["detector"] == "cnn" and f["expected_error"] < 0.08 for f in faces)
+def test_the_default_cnn_detector_finds_a_turned_face_that_hog_misses(photos, tmp_path):
+    photo = photos / "1051618982_1.jpg"  # a frontal face and, on the right, a man in profile
+    for detector in (None, "hog"):  # None: annotate's default
+        annotate(photo, "--out", tmp_path / str(detector), "--format", "json", "-j", "1", detector=detector)
+    cnn = json.loads((tmp_path / "None" / "1051618982_1.json").read_text())["faces"]
+    hog = json.loads((tmp_path / "hog" / "1051618982_1.json").read_text())["faces"]
+    assert [f["detector"] for f in cnn] == ["cnn", "cnn"] and [f["detector"] for f in hog] == ["hog"]
+    profile = [f for f in cnn if f["box"][0] > hog[0]["box"][2]]
+    assert len(profile) == 1 and profile[0]["expected_error"] < 0.08
+    assert all(f["expected_error"] < 0.08 for f in cnn)
 
 
 def test_an_unusable_device_is_one_clear_error(photos, tmp_path):

@@ -26,7 +26,7 @@ def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
     for path in out.glob("*.json"):
         for face in json.loads(path.read_text())["faces"]:
             assert list(face) == ["box", "score", "detector", "expected_error", "landmarks"]
-            assert face["detector"] == "hog"
+            assert face["detector"] == "hog"  # as conftest's annotate runs it
             assert isinstance(face["expected_error"], float) and 0 < face["expected_error"] < 1
             faces[path.name, tuple(face["box"])] = face
     rows = index_rows(out)
@@ -72,10 +72,10 @@ def test_dlib_faces_have_no_expected_error(photos, tmp_path):
 
 
 def test_min_score_drops_a_low_scoring_detection(data, tmp_path):
-    # AFW 4584451140: two annotated faces (scores 0.52 and 0.29) and foliage detected at 0.24
+    # AFW 4584451140: two annotated faces (HOG scores 0.52 and 0.29) and foliage detected at 0.24
     photo = data / "300w" / "afw" / "4584451140_1.jpg"
-    annotate(photo, "--out", tmp_path / "all", "--format", "json")
-    annotate(photo, "--out", tmp_path / "kept", "--format", "json", "--min-score", "0.25")
+    annotate(photo, "--out", tmp_path / "all", "--format", "json", "--detector", "hog")
+    annotate(photo, "--out", tmp_path / "kept", "--format", "json", "--min-score", "0.25", "--detector", "hog")
     every = json.loads((tmp_path / "all" / "4584451140_1.json").read_text())["faces"]
     kept = json.loads((tmp_path / "kept" / "4584451140_1.json").read_text())["faces"]
     assert any(f["score"] < 0.25 for f in every)

@@ -17,7 +17,9 @@ import numpy as np
 from ..crop import Box, unscale_box
 
 DETECTORS = ("hog", "cnn")
-DEFAULT_DETECTOR = "hog"
+# annotate's default is cnn (it finds the most faces); training and evaluation default to hog, the boxes the
+# shipped network was trained on (training/reproduce.sh)
+TRAINING_DETECTOR = "hog"
 DEFAULT_MIN_SCORE = {"hog": 0.0, "cnn": 0.0}  # benchmarks/detectors.py: true and false detections per threshold
 WINDOW = 80  # box side (px of the scanned image) of the smallest face either detector finds
 DEFAULT_MIN_FACE = 40  # px: what upsample 1 on the whole photo looks for (the default before --min-face)
@@ -30,7 +32,7 @@ class Face:
 
     box: Box
     score: float
-    detector: str = DEFAULT_DETECTOR
+    detector: str = TRAINING_DETECTOR
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,14 @@ def module(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def load(name: str = DEFAULT_DETECTOR, device: str = "cpu") -> None:
+def load(name: str = TRAINING_DETECTOR, device: str = "cpu") -> None:
     """Load detector ``name`` now, so that the first image does not pay for it."""
     module(name).load(device)
 
 
 def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | None = None,
            max_faces: int | None = None, min_face: float | None = None, min_score: float | None = None,
-           detector: str = DEFAULT_DETECTOR, device: str = "cpu", threads: int = 1) -> list[Face]:
+           detector: str = TRAINING_DETECTOR, device: str = "cpu", threads: int = 1) -> list[Face]:
     """Faces in a BGR uint8 image, best score first, boxes in the image's pixels.
 
     ``min_score`` defaults to the detector's own (:data:`DEFAULT_MIN_SCORE`);

@@ -213,19 +213,54 @@ class MMODDetector:
     def _scores(self, rgb: np.ndarray, rects, rows: int, cols: int) -> np.ndarray:
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
         image = (image.permute(2, 0, 1)[None].float() - self.mean) / 256.0
-        tiled = torch.zeros(1, 3, rows, cols, device=self.device)
+        tiled = torch.zeros(1, 3, rows, cols, device=self.device).contiguous(memory_format=torch.channels_last)
         level = image
         for i, (left, top, right, bottom) in enumerate(rects):
             if i:
                 level = F.interpolate(level, size=(bottom - top + 1, right - left + 1), mode="bilinear",
                                       align_corners=True)
             tiled[:, :, top:bottom + 1, left:right + 1] = level
-        x = tiled.contiguous(memory_format=torch.channels_last)
-        for i, ((weight, bias), layer) in enumerate(zip(self.weights, self.model.layers)):
+        del image, level
+        first = self._downsampled(tiled)
+        del tiled
+        x = first
+        for weight, bias, layer, last in self._layers(len(self.downsampler), len(self.weights)):
             x = F.conv2d(x, weight, bias, layer.stride, layer.padding)
-            if i + 1 < len(self.weights):
+            if not last:
                 x = F.relu_(x)
         return x[0, 0].float().cpu().numpy()
+
+    def _layers(self, start: int, stop: int):
+        for i in range(start, stop):
+            yield (*self.weights[i], self.model.layers[i], i + 1 == len(self.weights))
+
+    @property
+    def downsampler(self) -> list[Layer]:
+        """The leading stride-2 layers without padding: each output row depends on a fixed band of input rows."""
+        layers = []
+        for layer in self.model.layers:
+            if layer.stride == 1 or layer.padding:
+                break
+            layers.append(layer)
+        return layers
+
+    def _downsampled(self, x: torch.Tensor, band: int = 32) -> torch.Tensor:
+        """The downsampling layers, ``band`` output rows at a time (memory: a band, not the whole
+        full-resolution activation); the same result as running them on the whole image."""
+        layers = self.downsampler
+        step, reach, rows = 1, 0, x.shape[2]
+        for layer in layers:
+            reach += (layer.weight.shape[2] - 1) * step
+            step *= layer.stride
+            rows = (rows - layer.weight.shape[2]) // layer.stride + 1
+        parts = []
+        for a in range(0, rows, band):
+            b = min(rows, a + band)
+            y = x[:, :, a * step:(b - 1) * step + reach + 1]
+            for weight, bias, layer, _ in self._layers(0, len(layers)):
+                y = F.relu_(F.conv2d(y, weight, bias, layer.stride, layer.padding))
+            parts.append(y)
+        return torch.cat(parts, 2).contiguous(memory_format=torch.channels_last)
 
     def _boxes(self, scores: np.ndarray, rects, threshold: float):
         rows, cols = np.nonzero(scores > threshold)
