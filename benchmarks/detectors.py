@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("-j", "--jobs", type=int, default=1)
     parser.add_argument("--every", type=int, default=1, help="use every N-th photo (a subset)")
     parser.add_argument("--list-false", type=float, metavar="S", help="list false detections scoring at least S")
+    parser.add_argument("--list-missed", action="store_true", help="list the annotated faces not found (score >= 0)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS)
     args = parser.parse_args()
     lowest = min(args.thresholds)
@@ -92,6 +93,12 @@ def main() -> None:
         results = Parallel(n_jobs=args.jobs)(delayed(measure)(image, truths, detector, lowest, args.min_face)
                                              for image, truths in chosen)
         print(f"\n## {detector}, {', '.join(args.folders)}\n\n{table(results, tuple(args.thresholds))}")
+        if args.list_missed:
+            for (image, truths), (best, _, _) in zip(chosen, results):
+                for pts, score in zip(truths, best):
+                    if score < 0:
+                        span = np.ptp(read_pts(pts), axis=0)
+                        print(f"missed\t{pts}\tface {np.sqrt(span[0] * span[1]):.0f} px\tbest {score:.2f}")
         if args.list_false is not None:
             for (image, _), (_, false, _) in zip(chosen, results):
                 for face in false:
