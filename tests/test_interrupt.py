@@ -55,7 +55,7 @@ def tear_index(out: Path, reference: Path) -> None:
 
 
 def test_ctrl_c_stops_with_a_summary(photos, tmp_path):
-    folder = many_photos(photos, tmp_path)
-    result = start_and_stop(folder, tmp_path / "out", signal.SIGINT, after=4)
+    folder = many_photos(photos, tmp_path, copies=25)  # 100 images: the run is still going when signalled
+    result = start_and_stop(folder, tmp_path / "out", signal.SIGINT, after=2)
     assert result.returncode == 130
     assert "interrupted:" in result.stderr and "rerun the same command to resume" in result.stderr

@@ -211,24 +211,29 @@ class MMODDetector:
         return self._boxes(scores, rects, threshold)
 
     def _scores(self, rgb: np.ndarray, rects, rows: int, cols: int) -> np.ndarray:
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
-        image = (image.permute(2, 0, 1)[None].float() - self.mean) / 256.0
-        tiled = torch.zeros(1, 3, rows, cols, device=self.device).contiguous(memory_format=torch.channels_last)
-        level = image
-        for i, (left, top, right, bottom) in enumerate(rects):
-            if i:
-                level = F.interpolate(level, size=(bottom - top + 1, right - left + 1), mode="bilinear",
-                                      align_corners=True)
-            tiled[:, :, top:bottom + 1, left:right + 1] = level
-        del image, level
-        first = self._downsampled(tiled)
-        del tiled
-        x = first
+        x = self._downsampled(self._tiled(rgb, rects, rows, cols))
         for weight, bias, layer, last in self._layers(len(self.downsampler), len(self.weights)):
             x = F.conv2d(x, weight, bias, layer.stride, layer.padding)
             if not last:
                 x = F.relu_(x)
         return x[0, 0].float().cpu().numpy()
+
+    def _tiled(self, rgb: np.ndarray, rects, rows: int, cols: int) -> torch.Tensor:
+        """dlib's tiled pyramid of the normalised image, each level resized from the one above.
+
+        Held in float16 (half the memory: a 24 MP photo's default scan tiles
+        about 22 million pixels); levels are computed in float32.
+        """
+        tiled = torch.zeros(1, 3, rows, cols, dtype=torch.float16, device=self.device)
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None]
+        left, top, right, bottom = rects[0]
+        for c in range(3):  # a channel at a time: no full-size float copy of the image
+            tiled[:, c, top:bottom + 1, left:right + 1] = (image[:, c].float() - self.mean[0, c]) / 256.0
+        for above, (left, top, right, bottom) in zip(rects, rects[1:]):
+            level = tiled[:, :, above[1]:above[3] + 1, above[0]:above[2] + 1].float()
+            tiled[:, :, top:bottom + 1, left:right + 1] = F.interpolate(
+                level, size=(bottom - top + 1, right - left + 1), mode="bilinear", align_corners=True)
+        return tiled
 
     def _layers(self, start: int, stop: int):
         for i in range(start, stop):
@@ -256,7 +261,7 @@ class MMODDetector:
         parts = []
         for a in range(0, rows, band):
             b = min(rows, a + band)
-            y = x[:, :, a * step:(b - 1) * step + reach + 1]
+            y = x[:, :, a * step:(b - 1) * step + reach + 1].float().contiguous(memory_format=torch.channels_last)
             for weight, bias, layer, _ in self._layers(0, len(layers)):
                 y = F.relu_(F.conv2d(y, weight, bias, layer.stride, layer.padding))
             parts.append(y)
