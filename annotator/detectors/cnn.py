@@ -11,7 +11,6 @@ from ..crop import Box, unscale_box
 
 # dlib's mmod_human_face_detector.dat, as the face_recognition_models package ships it (a test checks it).
 MODEL_FILE = Path(__file__).parent / "mmod_human_face_detector.dat"
-WINDOW = 80  # its detector window: box side (px of the scanned image) of the smallest face it finds
 
 
 @lru_cache(maxsize=None)
@@ -42,6 +41,4 @@ def find(rgb: np.ndarray, upsample: int, min_score: float, device: str = "cpu", 
         found = run(rgb, min_score)
     finally:
         torch.set_num_threads(1)
-    if factor == 1:
-        return found
     return [(unscale_box(box, factor), score) for box, score in found]

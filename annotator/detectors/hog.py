@@ -12,7 +12,6 @@ from ..crop import Box
 # dlib.get_frontal_face_detector()'s model, saved as is: it loads in a millisecond instead of a second
 # (a test checks that it is byte for byte what this dlib builds).
 MODEL_FILE = Path(__file__).parent / "frontal_face_detector.svm"
-WINDOW = 80  # box side (px of the scanned image) of the smallest face it finds
 
 
 @lru_cache(maxsize=None)

@@ -116,8 +116,9 @@ def _layer_details(r: _Reader) -> dict:
     name = r.str()
     if name in ("con_4", "con_5", "con_6"):
         params = r.tensor().ravel()
-        filters, (kh, kw), stride = r.int(), (r.int(), r.int()), (r.int(), r.int())
-        padding = (r.int(), r.int())
+        filters = r.int()
+        r.int(), r.int()  # kernel rows and columns: the filters' shape below says them again
+        stride, padding = (r.int(), r.int()), (r.int(), r.int())
         shape = r.alias()
         r.alias()
         [r.float() for _ in range(4)]  # learning-rate and weight-decay multipliers
