@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -113,8 +114,10 @@ def many_photos(photos: Path, tmp_path: Path, copies: int = 10) -> Path:
 
 
 def start_annotate(*args: str | Path, env: dict | None = None) -> subprocess.Popen:
-    """Start the real ``annotate`` command line in the background (the HOG detector: :func:`with_detector`)."""
+    """Start the real ``annotate`` command line in the background (the HOG detector: :func:`with_detector`),
+    with Ctrl-C's default handling even when this test run ignores SIGINT (a background job of a script)."""
     return subprocess.Popen([sys.executable, "-m", "annotator", *with_detector(args, "hog")], env=env, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
