@@ -200,7 +200,11 @@ class MMODDetector:
     def __init__(self, path: str | Path, device: str = "cpu"):
         self.model = read_model(path)
         self.device = torch.device(device)
-        self.weights = [(l.weight.to(self.device), l.bias.to(self.device)) for l in self.model.layers]
+        layers = [Layer(l.weight.to(self.device), l.bias.to(self.device), l.stride, l.padding)
+                  for l in self.model.layers]
+        # the leading stride-2 layers without padding: each output row depends on a fixed band of input rows
+        split = next(i for i, l in enumerate(layers) if l.stride == 1 or l.padding)
+        self.downsampler, self.rest = layers[:split], layers[split:]
         mean = torch.tensor(self.model.mean_rgb, dtype=torch.float32)
         self.mean = mean.view(1, 3, 1, 1).to(self.device)
 
@@ -213,9 +217,9 @@ class MMODDetector:
 
     def _scores(self, rgb: np.ndarray, rects, rows: int, cols: int) -> np.ndarray:
         x = self._downsampled(self._tiled(rgb, rects, rows, cols))
-        for weight, bias, layer, last in self._layers(len(self.downsampler), len(self.weights)):
-            x = F.conv2d(x, weight, bias, layer.stride, layer.padding)
-            if not last:
+        for i, layer in enumerate(self.rest):
+            x = F.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding)
+            if i + 1 < len(self.rest):
                 x = F.relu_(x)
         return x[0, 0].float().cpu().numpy()
 
@@ -236,26 +240,11 @@ class MMODDetector:
                 level, size=(bottom - top + 1, right - left + 1), mode="bilinear", align_corners=True)
         return tiled
 
-    def _layers(self, start: int, stop: int):
-        for i in range(start, stop):
-            yield (*self.weights[i], self.model.layers[i], i + 1 == len(self.weights))
-
-    @property
-    def downsampler(self) -> list[Layer]:
-        """The leading stride-2 layers without padding: each output row depends on a fixed band of input rows."""
-        layers = []
-        for layer in self.model.layers:
-            if layer.stride == 1 or layer.padding:
-                break
-            layers.append(layer)
-        return layers
-
     def _downsampled(self, x: torch.Tensor, band: int = 32) -> torch.Tensor:
         """The downsampling layers, ``band`` output rows at a time (memory: a band, not the whole
         full-resolution activation); the same result as running them on the whole image."""
-        layers = self.downsampler
         step, reach, rows = 1, 0, x.shape[2]
-        for layer in layers:
+        for layer in self.downsampler:
             reach += (layer.weight.shape[2] - 1) * step
             step *= layer.stride
             rows = (rows - layer.weight.shape[2]) // layer.stride + 1
@@ -263,8 +252,8 @@ class MMODDetector:
         for a in range(0, rows, band):
             b = min(rows, a + band)
             y = x[:, :, a * step:(b - 1) * step + reach + 1].float().contiguous(memory_format=torch.channels_last)
-            for weight, bias, layer, _ in self._layers(0, len(layers)):
-                y = F.relu_(F.conv2d(y, weight, bias, layer.stride, layer.padding))
+            for layer in self.downsampler:
+                y = F.relu_(F.conv2d(y, layer.weight, layer.bias, layer.stride, layer.padding))
             parts.append(y)
         return torch.cat(parts, 2).contiguous(memory_format=torch.channels_last)
 
