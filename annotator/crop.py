@@ -136,3 +136,14 @@ def to_box_relative(points: np.ndarray, box: Box) -> np.ndarray:
 def from_box_relative(rel: np.ndarray, box: Box) -> np.ndarray:
     """Box-relative coordinates -> image points (inverse of :func:`to_box_relative`)."""
     return apply_affine(invert_affine(box_affine(box, 1)), rel - 0.5)
+
+
+RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)  # the subject's right eye is on the image's left
+
+
+def face_roll(points: np.ndarray) -> float:
+    """A face's roll in degrees, counter-clockwise as seen on screen, in (-180, 180]: the angle of the line
+    from the centre of the subject's right eye to the centre of the left eye (0: upright; 90: the face lies
+    with its top towards the image's left)."""
+    dx, dy = points[LEFT_EYE].mean(0) - points[RIGHT_EYE].mean(0)
+    return float(np.degrees(np.arctan2(-dy, dx)))
