@@ -146,4 +146,4 @@ def face_roll(points: np.ndarray) -> float:
     from the centre of the subject's right eye to the centre of the left eye (0: upright; 90: the face lies
     with its top towards the image's left)."""
     dx, dy = points[LEFT_EYE].mean(0) - points[RIGHT_EYE].mean(0)
-    return float(np.degrees(np.arctan2(-dy, dx)))
+    return float(np.degrees(np.arctan2(-dy, dx))) + 0.0
