@@ -1,7 +1,8 @@
 """Checkpoint files, saved atomically: a training run's ``last.pt`` and the exported cascade.
 
 Run checkpoint: ``{"config", "state_dict", "optimizer", "meta": {"fit", "history"}}``.
-Cascade (the tool's weights): ``{"stages": [{"config", "state_dict"}, ...], "meta": {"flip", "stages", ...}}``.
+Cascade (the tool's weights): ``{"stages": [{"config", "state_dict"}, ...], "roll": {"config", "state_dict"},
+"meta": {"flip", "stages", ...}}``; ``roll`` (the roll estimator in front of the stages) is optional.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .formats import atomic_write
-from .network import LandmarkNet
+from .network import LandmarkNet, RollNet, network_for
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "landmarks68.pt"
 
@@ -40,17 +41,19 @@ def load_run(path: str | Path) -> dict:
     return load(path / "last.pt" if path.is_dir() else path)
 
 
-def save_cascade(path: str | Path, stages: list[dict], meta: dict) -> None:
-    """The tool's weights: each stage's ``config`` and ``state_dict``, and metadata."""
-    save(path, {"stages": stages, "meta": meta})
+def save_cascade(path: str | Path, stages: list[dict], meta: dict, roll: dict | None = None) -> None:
+    """The tool's weights: each stage's ``config`` and ``state_dict`` (and the roll estimator's), and metadata."""
+    save(path, {"stages": stages, "meta": meta} | ({"roll": roll} if roll else {}))
 
 
-def load_cascade(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict]:
-    """The cascade's networks (training mode, as built) and its metadata."""
+def load_cascade(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict, RollNet | None]:
+    """The cascade's networks (training mode, as built), its metadata and its roll estimator (None: none)."""
     ckpt = load(path)
-    stages = []
-    for stage in ckpt["stages"]:
-        net = LandmarkNet(**stage["config"])
-        net.load_state_dict(stage["state_dict"])
-        stages.append(net)
-    return stages, ckpt.get("meta", {})
+    stages = [_network(stage) for stage in ckpt["stages"]]
+    return stages, ckpt.get("meta", {}), _network(ckpt["roll"]) if "roll" in ckpt else None
+
+
+def _network(stage: dict):
+    net = network_for(stage["config"])
+    net.load_state_dict(stage["state_dict"])
+    return net

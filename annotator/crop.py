@@ -39,6 +39,23 @@ def box_affine(box: Box, size: int, context: float = 1.0) -> np.ndarray:
     return np.array([[sx, 0, half - cx * sx], [0, sy, half - cy * sy]], dtype=np.float64)
 
 
+def turned(m: np.ndarray, size: int, angle: float) -> np.ndarray:
+    """Crop matrix ``m`` followed by a turn of the ``size`` crop by ``-angle`` (radians, image coordinates)
+    about its centre: a face turned by ``angle`` in ``m``'s crop is upright in the new one."""
+    c, s = np.cos(angle), np.sin(angle)
+    r = np.array([[c, s], [-s, c]])
+    centre = np.full(2, (size - 1) / 2)
+    return np.hstack([r @ m[:, :2], (r @ (m[:, 2] - centre) + centre)[:, None]])
+
+
+def similarity_angle(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rotation (radians, image coordinates) of the least-squares similarity taking ``src`` (68, 2) to each
+    of ``dst`` (N, 68, 2)."""
+    a = src - src.mean(0)
+    b = dst - dst.mean(1, keepdims=True)
+    return np.arctan2((a[:, 0] * b[..., 1] - a[:, 1] * b[..., 0]).sum(1), (a * b).sum((1, 2)))
+
+
 def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 2x3 affine matrix to an (N, 2) array of points."""
     return points @ m[:, :2].T + m[:, 2]
@@ -118,11 +135,11 @@ def frame_affine(frame: str, size: int, box: Box, points: np.ndarray | None = No
                  template: np.ndarray | None = None) -> np.ndarray:
     """Source -> network crop matrix for a ``size`` network of crop ``frame``; inference and training alike.
 
-    ``box``: the detector box as is. ``shape``: ``points`` (in the source) aligned by a similarity onto
+    ``box`` (and ``roll``, the roll estimator's): the detector box as is. ``shape``: ``points`` (in the source) aligned by a similarity onto
     ``template``, the network's crop-relative mean shape. The source is the photo at inference, the
     cached context crop in training (with ``box`` from :func:`context_box`).
     """
-    if frame == "box":
+    if frame in ("box", "roll"):
         return box_affine(box, size)
     return similarity(points, to_crop_pixels(template, size))
 

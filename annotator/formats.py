@@ -66,10 +66,11 @@ def rounded_error(error: float) -> float | None:
 
 
 def json_record(image: str, width: int, height: int, faces: list[dict]) -> str:
-    """JSON text for one image; ``faces`` hold box, score, detector, expected_error and 0-based landmarks."""
+    """JSON text for one image; ``faces`` hold box, score, detector, expected_error, roll (degrees,
+    counter-clockwise on screen: :func:`annotator.crop.face_roll`) and 0-based landmarks."""
     record = {"image": image, "width": width, "height": height, "faces": [
         {"box": [int(v) for v in f["box"]], "score": round(float(f["score"]), 4), "detector": f["detector"],
-         "expected_error": rounded_error(float(f["expected_error"])),
+         "expected_error": rounded_error(float(f["expected_error"])), "roll": round(float(f["roll"]), 1),
          "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in f["landmarks"]]}
         for f in faces]}
     return json.dumps(record, indent=1) + "\n"

@@ -23,26 +23,27 @@ from .discover import Item
 from .formats import atomic_file, rounded_error
 
 INDEX = "faces.csv"
-COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "detector", "expected_error", "input_path",
-           "checked", "checked_at", "moved_px"]
+COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "detector", "expected_error", "roll",
+           "input_path", "checked", "checked_at", "moved_px"]
 KEY_NAME = "input_path"  # what the resume journal records
 KEY = COLUMNS.index(KEY_NAME)
 CHECKED = COLUMNS.index("checked")
 CHECKS = ("accepted", "moved", "not a face", "unusable")  # the values of ``checked`` besides empty
 UNCHECKED = ["", "", ""]  # checked, checked_at, moved_px of a face no person has checked
 # Columns an index written by an earlier version lacks, and the value its rows get when it is read.
-ADDED = {"detector": "hog", "checked": "", "checked_at": "", "moved_px": ""}
+ADDED = {"detector": "hog", "roll": "", "checked": "", "checked_at": "", "moved_px": ""}
 
 
-def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequence[float]) -> list[list]:
+def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequence[float],
+               rolls: Sequence[float]) -> list[list]:
     """Rows of one image: one per face (written to ``outputs[i]``, relative to DIR), or one with
     empty face fields (and the JSON file as output, if any) when it has no face."""
     image = item.relative.as_posix()
     if not faces:
-        return [[image, outputs[0] if outputs else "", *[""] * 7, item.key, *UNCHECKED]]
+        return [[image, outputs[0] if outputs else "", *[""] * 8, item.key, *UNCHECKED]]
     return [[image, output, *face.box, round(face.score, 4), face.detector, _blank(rounded_error(float(error))),
-             item.key, *UNCHECKED]
-            for output, face, error in zip(outputs, faces, errors)]
+             round(float(roll), 1), item.key, *UNCHECKED]
+            for output, face, error, roll in zip(outputs, faces, errors, rolls)]
 
 
 def _blank(value: float | None) -> float | str:

@@ -11,17 +11,19 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checkpoint import DEFAULT_WEIGHTS, load_cascade
-from .crop import Box, apply_affine, frame_affine, invert_affine, to_crop_pixels, warp
-from .network import FLIP_PERMUTATION, LandmarkNet
+from .crop import (Box, apply_affine, box_affine, frame_affine, invert_affine, similarity_angle, to_crop_pixels,
+                   turned, warp)
+from .network import FLIP_PERMUTATION, LandmarkNet, RollNet
 
 
-def load_stages(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict]:
-    """The cascade's networks ready for inference, and the checkpoint's metadata (training commands, ...)."""
-    stages, meta = load_cascade(path)
-    return [for_inference(net) for net in stages], meta
+def load_stages(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict, RollNet | None]:
+    """The cascade's networks ready for inference, the checkpoint's metadata (training commands, ...) and
+    its roll estimator (None: the weights have none)."""
+    stages, meta, roll = load_cascade(path)
+    return [for_inference(net) for net in stages], meta, for_inference(roll) if roll else None
 
 
-def for_inference(net: LandmarkNet) -> LandmarkNet:
+def for_inference(net: torch.nn.Module) -> torch.nn.Module:
     """Eval mode, batch norm folded into the convolutions, channels-last layout (about 2x faster on CPU)."""
     net.eval()
     for module in list(net.modules()):
@@ -55,15 +57,29 @@ def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: s
     return np.concatenate(plain), np.concatenate(mirrored)
 
 
+def predict_roll(net: RollNet, crops: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Per (N, S, S, 3) box crop, the face's roll (radians, image coordinates) from the crop and its mirror
+    image, and how far the two disagree (radians)."""
+    with torch.inference_mode():
+        x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float()
+        x = torch.cat([x, x.flip(3)]).contiguous(memory_format=torch.channels_last)
+        out = net(x).cpu().numpy().astype(np.float64)
+    half = len(out) // 2
+    plain = np.arctan2(out[:half, 1], out[:half, 0])
+    mirrored = -np.arctan2(out[half:, 1], out[half:, 0])  # a mirrored face turns the other way
+    return np.angle(np.exp(1j * plain) + np.exp(1j * mirrored)), np.abs(np.angle(np.exp(1j * (plain - mirrored))))
+
+
 class NetworkLandmarker:
     """Our network cascade: every box of an image goes through each stage as one batch."""
 
     name = "network"
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, flip: bool | None = None, device: str = "cpu"):
-        self.stages, self.meta = load_stages(weights)
+        self.stages, self.meta, self.roll = load_stages(weights)
         self.device = device
         self.stages = [net.to(device) for net in self.stages]
+        self.roll = self.roll.to(device) if self.roll else None
         self.flip = self.meta.get("flip", False) if flip is None else flip
 
     def predict(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
@@ -82,20 +98,25 @@ class NetworkLandmarker:
 
     def predict_with_features(self, images: list[np.ndarray], boxes: list[list[Box]]
                               ) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 68, 2) points and the (N, 3) features the error estimate is computed from.
+        """(N, 68, 2) points and the (N, F) features the error estimate is computed from.
 
-        Every stage sees each face and its mirror image and passes on their
-        average; how much the two disagree, and how far the last stage moved the
-        points, predict the error (see :func:`error_features`).
+        With a roll estimator, it turns each box's crop so that the face is upright for the first
+        stage. Every stage sees each face and its mirror image and passes on their
+        average; how much the two disagree, how far the last stage moved the
+        points, and whether the roll estimate agrees with the points predict the error
+        (see :func:`error_features`).
         """
         faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
         if not faces:
-            return np.zeros((0, 68, 2)), np.zeros((0, 3))
+            return np.zeros((0, 68, 2)), np.zeros((0, N_FEATURES if self.roll else 3))
+        rolls = self._rolls(faces)
         points, outputs = [None] * len(faces), []
         for net in self.stages:
             size, frame = net.config["size"], net.config.get("frame", "box")
             template = net.mean_shape.numpy().astype(np.float64)
             ms = [frame_affine(frame, size, b, p, template) for (_, b), p in zip(faces, points)]
+            if frame == "box" and rolls is not None:
+                ms = [turned(m, size, a) for m, a in zip(ms, rolls[0])]
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             back = [invert_affine(m) for m in ms]
             pair = [np.stack([apply_affine(b, to_crop_pixels(r, size)) for b, r in zip(back, rel)])
@@ -103,7 +124,19 @@ class NetworkLandmarker:
             outputs.append(pair)
             points = list((pair[0] + pair[1]) / 2)
         final = np.stack(points) if self.flip else outputs[-1][0]
-        return final, error_features(outputs)
+        features = error_features(outputs)
+        if rolls is not None:
+            template = self.stages[0].mean_shape.numpy().astype(np.float64)
+            features = np.hstack([features, roll_features(rolls, similarity_angle(template, final))])
+        return final, features
+
+    def _rolls(self, faces: list[tuple[np.ndarray, Box]]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The roll estimator's (roll, mirror disagreement) of each face, or None without one."""
+        if self.roll is None:
+            return None
+        size = self.roll.config["size"]
+        crops = np.stack([warp(image, box_affine(b, size), size) for image, b in faces])
+        return predict_roll(self.roll, crops, self.device)
 
 
 def _spread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -123,14 +156,32 @@ def error_features(outputs: list[list[np.ndarray]]) -> np.ndarray:
     return np.log(np.stack(spreads, 1) + 1e-4)
 
 
+N_FEATURES = 5  # error features of weights with a roll estimator: error_features, then roll_features
+
+
+def roll_features(rolls: tuple[np.ndarray, np.ndarray], final_roll: np.ndarray) -> np.ndarray:
+    """(N, 2) log angles (radians): the roll estimate's face/mirror disagreement, and how far the final
+    points' roll lies from the estimate (a face cropped at the wrong roll rarely comes out right)."""
+    estimate, spread = rolls
+    off = np.abs(np.angle(np.exp(1j * (final_roll - estimate))))
+    return np.log(np.stack([spread, off], 1) + 1e-2)
+
+
 def expected_error(features: np.ndarray, model: dict | None = None) -> np.ndarray:
     """Per-face expected error in the accuracy metric's units (mean error / sqrt(area of the points' box)).
 
-    A log-linear model of :func:`error_features`, fitted on held-out faces by
-    ``annotate train calibrate`` and stored in the weights' metadata.
+    A log-linear model of :func:`error_features` (and :func:`roll_features`), fitted on held-out faces by
+    ``annotate train calibrate`` and stored in the weights' metadata; with a ``failure`` part, the
+    mixture of that model and the failures' mean error, weighted by the logistic chance of a failure.
     """
-    model = model or {"coef": [1.0, 0.0, 0.0], "intercept": 0.0}
-    return np.exp(features @ np.asarray(model["coef"]) + model["intercept"])
+    if model is None:  # uncalibrated: the last stage's face/mirror disagreement
+        model = {"coef": [1.0] + [0.0] * (features.shape[1] - 1), "intercept": 0.0}
+    good = np.exp(features @ np.asarray(model["coef"]) + model["intercept"])
+    if "failure" not in model:
+        return good
+    fail = model["failure"]
+    p = 1 / (1 + np.exp(-(features @ np.asarray(fail["coef"]) + fail["intercept"])))
+    return (1 - p) * good + p * fail["error"]
 
 
 def dlib_model_path() -> Path:

@@ -145,3 +145,41 @@ class LandmarkNet(nn.Module):
             return x  # positions, not offsets from the mean shape
         x = x.view(len(x), -1, N_POINTS, 2) + self.mean_shape
         return x[:, 0] if head is None else x[torch.arange(len(x)), head]
+
+
+class RollNet(nn.Module):
+    """In front of the cascade: the face's roll (in-plane rotation) from its detector box, at any angle.
+
+    Same input as a box-frame :class:`LandmarkNet`; outputs (N, 2) = (cos, sin) of the angle of the
+    similarity taking ``mean_shape`` to the face's points, in image coordinates (y down), unnormalised.
+    """
+
+    def __init__(self, arch: str = "cnn8", size: int = 62, width: int = 8, hidden: int = 64, frame: str = "roll"):
+        super().__init__()
+        self.config = {"arch": arch, "size": size, "width": width, "hidden": hidden, "frame": frame}
+        self.features = ARCHITECTURES[arch](width)
+        with torch.no_grad():
+            shape = self.features(torch.zeros(1, 3, size, size)).shape
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(shape.numel(), hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, 2))
+        self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
+        self.register_buffer("std", torch.ones(1, 3, 1, 1))
+        self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
+
+    def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features((x - self.mean) / self.std))
+
+
+def roll_of(points: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """(N, 2) unit (cos, sin) of the rotation of the least-squares similarity taking ``template`` (68, 2) to
+    each of ``points`` (N, 68, 2), image coordinates."""
+    a = template - template.mean(0)
+    b = points - points.mean(1, keepdim=True)
+    p = (a[:, 0] * b[..., 0] + a[:, 1] * b[..., 1]).sum(1)
+    q = (a[:, 0] * b[..., 1] - a[:, 1] * b[..., 0]).sum(1)
+    return nn.functional.normalize(torch.stack([p, q], 1), dim=1)
+
+
+def network_for(config: dict) -> nn.Module:
+    """The network a stage's ``config`` describes (a roll estimator or a landmark stage)."""
+    return RollNet(**config) if config.get("frame") == "roll" else LandmarkNet(**config)

@@ -18,6 +18,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
+from .crop import face_roll
 from .detectors import detect, load as load_detector
 from .discover import Item
 from .draw import draw_face
@@ -47,6 +48,7 @@ class Options:
     max_faces: int | None = None
     min_score: float | None = None  # None: the detector's default
     detector: str = "cnn"
+    orientation: str = "any"  # or "upright" (see detectors.detect)
     device: str = "cpu"
     threads: int = 1  # torch threads of the CNN detector: the worker's share of the cores (threads_per_worker)
     landmarker: str = "network"
@@ -121,12 +123,13 @@ def _annotate(item: Item, opts: Options) -> Result:
         return Result(item.key, error=item.error)
     image = read_image(item.path, opts.max_pixels)
     faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face, opts.min_score,
-                   opts.detector, opts.device, opts.threads)
+                   opts.detector, opts.device, opts.threads, opts.orientation)
     landmarker = cached_landmarker(opts.landmarker, opts.weights, opts.flip, opts.device)
     points, errors = landmarker.predict_with_error([image], [[f.box for f in faces]])
+    rolls = [face_roll(p) for p in points]
     if opts.format == "json":
-        records = [{"box": f.box, "score": f.score, "detector": f.detector, "expected_error": e, "landmarks": p}
-                   for f, p, e in zip(faces, points, errors)]
+        records = [{"box": f.box, "score": f.score, "detector": f.detector, "expected_error": e, "roll": r,
+                    "landmarks": p} for f, p, e, r in zip(faces, points, errors, rolls)]
         outputs = [item.output(opts.out, ".json")] * max(len(faces), 1)
         atomic_write(outputs[0], json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records),
                      opts.out / TMP_DIR)
@@ -138,7 +141,7 @@ def _annotate(item: Item, opts: Options) -> Result:
         _remove_stale_pts(item, opts.out, len(points))
     if opts.preview:
         atomic_write(item.output(opts.preview, ".jpg"), _preview(image, faces, points))
-    rows = image_rows(item, [o.relative_to(opts.out).as_posix() for o in outputs], faces, errors)
+    rows = image_rows(item, [o.relative_to(opts.out).as_posix() for o in outputs], faces, errors, rolls)
     return Result(item.key, faces=len(faces), rows=rows)
 
 

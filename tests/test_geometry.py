@@ -57,7 +57,7 @@ def test_shape_stage_training_crop_is_the_inference_crop(data):
 
 def _template() -> np.ndarray:
     """The shipped shape stage's mean shape (crop-relative)."""
-    stages, _ = load_stages()
+    stages, _, _ = load_stages()
     return stages[-1].mean_shape.numpy().astype(np.float64)
 
 

@@ -25,7 +25,8 @@ def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
     faces = {}
     for path in out.glob("*.json"):
         for face in json.loads(path.read_text())["faces"]:
-            assert list(face) == ["box", "score", "detector", "expected_error", "landmarks"]
+            assert list(face) == ["box", "score", "detector", "expected_error", "roll", "landmarks"]
+            assert -180 < face["roll"] <= 180
             assert face["detector"] == "hog"  # as conftest's annotate runs it
             assert isinstance(face["expected_error"], float) and 0 < face["expected_error"] < 1
             faces[path.name, tuple(face["box"])] = face
@@ -34,7 +35,7 @@ def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
     for row in rows:
         face = faces[row["output"], tuple(box_of(row))]
         assert float(row["score"]) == face["score"] and row["detector"] == face["detector"]
-        assert float(row["expected_error"]) == face["expected_error"]
+        assert float(row["expected_error"]) == face["expected_error"] and float(row["roll"]) == face["roll"]
         assert row["image"] == Path(row["output"]).stem + ".jpg"
         assert Path(row["input_path"]) == (photos / row["image"]).absolute()
 

@@ -8,8 +8,9 @@ from annotator.crop import from_crop_pixels, to_crop_pixels
 from annotator.network import FLIP_PERMUTATION
 
 # Jitter (shift and scale as a share of the crop, rotation in degrees) per crop frame: the box frame
-# imitates detector noise; the shape frame imitates the first stage's remaining error.
-JITTER = {"box": (0.08, 0.08, 12.0), "shape": (0.03, 0.04, 5.0)}
+# imitates detector noise; the shape frame imitates the first stage's remaining error; the roll
+# estimator sees faces turned by any angle (a rotation of 180 or more: uniform over the whole circle).
+JITTER = {"box": (0.08, 0.08, 12.0), "shape": (0.03, 0.04, 5.0), "roll": (0.1, 0.12, 180.0)}
 
 
 def context_points(targets: np.ndarray, size: int, context: int) -> np.ndarray:
@@ -24,14 +25,15 @@ def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
 
     ``base`` is the context crop -> network crop matrix (``annotator.crop.frame_affine``). Without
     ``rng`` the crop is exactly ``base``: what inference sees. With it: random shift, log-normal scale and normal
-    rotation about the crop centre, and a horizontal flip with the left/right
-    point permutation.
+    rotation (uniform for a rotation of 180 or more) about the crop centre, and a horizontal flip with the
+    left/right point permutation.
     """
     m = base
     if rng is not None:
         shift, scale, rotate = jitter
         s = np.exp(rng.normal(0, scale))
-        a = np.deg2rad(np.clip(rng.normal(0, rotate), -3 * rotate, 3 * rotate))
+        a = rng.uniform(-np.pi, np.pi) if rotate >= 180 else np.deg2rad(np.clip(rng.normal(0, rotate), -3 * rotate,
+                                                                                   3 * rotate))
         c = (size - 1) / 2 + rng.uniform(-shift, shift, 2) * size
         r = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
         m = np.hstack([r, ((size - 1) / 2 - r @ c)[:, None]]) @ _square(base)

@@ -6,30 +6,64 @@ from pathlib import Path
 import numpy as np
 
 from annotator import checkpoint
+from annotator.landmarks import expected_error
 
-from .evaluate import collect, set_name
+from .evaluate import View, collect, set_name
 from .groundtruth import data_sets
-from .metrics import spearman
+from .metrics import THRESHOLD, spearman
+
+MIN_FAILURES = 20  # fewer failures among the fitted faces: no failure term
 
 
 def fit_error_model(features: np.ndarray, errors: np.ndarray) -> dict:
-    """Least-squares fit of log(error) on the log disagreement features (see annotator.landmarks)."""
+    """The error model of ``annotator.landmarks.expected_error`` fitted on faces' log disagreement features.
+
+    Least squares of log(error) on the features over the faces that did not fail; with enough failures
+    (error above the metric's 0.08) among them, also a logistic regression of failing on the features
+    and the failures' mean error: the expected error is then the mixture of the two.
+    """
     x = np.hstack([features, np.ones((len(features), 1))])
-    coef, *_ = np.linalg.lstsq(x, np.log(errors), rcond=None)
-    return {"coef": [float(c) for c in coef[:-1]], "intercept": float(coef[-1])}
+    failed = errors > THRESHOLD
+    ok = ~failed if failed.sum() >= MIN_FAILURES else np.ones(len(errors), bool)
+    coef, *_ = np.linalg.lstsq(x[ok], np.log(errors[ok]), rcond=None)
+    model = {"coef": [float(c) for c in coef[:-1]], "intercept": float(coef[-1])}
+    if failed.sum() >= MIN_FAILURES:
+        fail = _logistic(x, failed)
+        model["failure"] = {"coef": [float(c) for c in fail[:-1]], "intercept": float(fail[-1]),
+                            "error": float(errors[failed].mean()), "faces": int(failed.sum())}
+    return model
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, steps: int = 50) -> np.ndarray:
+    """Logistic regression weights (Newton's method with a small ridge, bias in the last column)."""
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-x @ w))
+        grad = x.T @ (p - y) + ridge * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
 
 
 def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str] = (), upsample: int = 1,
-              jobs: int = -1) -> dict:
-    """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``); store it in ``weights``."""
+              jobs: int = -1, turns: tuple[float, ...] = (0.0,), detector: str = "hog",
+              orientation: str = "upright") -> dict:
+    """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``), each photo turned
+    by each of ``turns`` degrees and scanned by ``detector`` in ``orientation``; store it in ``weights``."""
     methods = {"network": ("network", str(weights))}
     sets = data_sets(folders, holdout_of)
-    faces = [collect(f, part, methods, upsample, jobs=jobs) for f, part in sets]
+    faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation))
+             for f, part in sets for turn in turns]
+    faces = [f for f in faces if "features" in f]
     features = np.concatenate([f["features"] for f in faces])
     errors = np.concatenate([f["errors"]["network"] for f in faces])
     model = fit_error_model(features, errors)
-    model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets],
-                 spearman_on_fit=spearman(features @ np.asarray(model["coef"]), errors))
+    model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets], turns=list(turns),
+                 detector=detector, orientation=orientation,
+                 spearman_on_fit=spearman(expected_error(features, model), errors))
     ckpt = checkpoint.load(weights)
     ckpt["meta"]["error_model"] = model
     checkpoint.save(weights, ckpt)

@@ -79,8 +79,9 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
               help="Caches (also given as CACHES) annotated in another convention (e.g. YouTube Faces' "
                    "jaw and brows): they train a second output head, unused at inference.")
 @click.option("--occlude", default=0.0, show_default=True, help="Share of samples with a random grey rectangle.")
-@click.option("--frame", type=click.Choice(["box", "shape"]), default="box", show_default=True,
-              help="box: first stage on the detector box; shape: refinement stage on the aligned face.")
+@click.option("--frame", type=click.Choice(["box", "shape", "roll"]), default="box", show_default=True,
+              help="box: first stage on the detector box; shape: refinement stage on the aligned face; roll: "
+                   "the roll estimator in front of them (faces turned by any angle; predicts the face's roll).")
 def fit(caches, out, val, no_augment, other, **options) -> None:
     """Train a landmark network on CACHES (from prepare) into --out."""
     from .fit import fit as run
@@ -136,12 +137,20 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
 @click.option("--holdout-of", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Ground-truth folder of which only the held-out 15% of photos is used (repeatable).")
 @click.option("--upsample", default=1, show_default=True, help="dlib detector upsampling, as in annotate.")
+@click.option("--turn", "turns", multiple=True, type=float, default=[0.0], show_default=True,
+              help="Also fit on the photos turned by this many degrees (counter-clockwise; repeatable): faces "
+                   "at any roll, failures included.")
+@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
+              help="The detector whose boxes the faces are fitted on.")
+@click.option("--orientation", type=click.Choice(["upright", "any"]), default="upright", show_default=True,
+              help="Scan the (turned) photos upright only, or in every orientation as annotate does.")
 @click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
-def calibrate(weights, folders, holdout_of, upsample, jobs) -> None:
+def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientation, jobs) -> None:
     """Fit WEIGHTS' per-face expected error on held-out faces and store the fit in WEIGHTS."""
     from .calibrate import calibrate as run
     _require_sets(folders, holdout_of)
-    click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs)))
+    click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs, tuple(turns), detector,
+                              orientation)))
 
 
 @train.command()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
 
-from annotator.detectors import DETECTORS, detect, face_containing
+from annotator.detectors import DETECTORS, TRAINING_DETECTOR, detect, face_containing
 from annotator.images import read_image
 from annotator.landmarks import cached_landmarker, expected_error
 
@@ -18,9 +19,19 @@ LABELS = {"network": "ours (network)", "dlib": "dlib shape_predictor_68 (shipped
           "dlib-trained": "dlib's trainer on our training data"}
 
 
+@dataclass(frozen=True)
+class View:
+    """How evaluation faces are shown to the detector: the photo turned by ``turn`` degrees
+    (counter-clockwise), scanned by ``detector`` in ``orientation``."""
+
+    turn: float = 0.0
+    detector: str = TRAINING_DETECTOR
+    orientation: str = "upright"
+
+
 def _evaluate_image(image_path: Path, pts_path: Path, methods: dict[str, tuple[str, str | None]],
-                    upsample: int, max_side: int | None) -> dict | None:
-    found = detected_face(image_path, pts_path, upsample, max_side)
+                    upsample: int, max_side: int | None, view: View) -> dict | None:
+    found = detected_face(image_path, pts_path, upsample, max_side, view.detector, view.turn, view.orientation)
     if found is None:
         return None
     image, face, truth = found
@@ -39,15 +50,22 @@ def _evaluate_image(image_path: Path, pts_path: Path, methods: dict[str, tuple[s
 
 
 def collect(folder: str, part: str, methods: dict[str, tuple[str, str | None]], upsample: int = 1,
-            max_side: int | None = None, jobs: int = -1) -> dict:
-    """Per method the (N,) errors of the faces of ``folder``'s ``part`` that the detector found; misses counted."""
+            max_side: int | None = None, jobs: int = -1, view: View = View(), limit: int | None = None) -> dict:
+    """Per method the (N,) errors of the faces of ``folder``'s ``part`` that the detector found; misses counted.
+
+    ``view``: the photos turned and scanned as it says; ``limit``: only every k-th face, about that many."""
+    pairs = list(labelled_images(folder, part))
+    if limit and len(pairs) > limit:
+        pairs = pairs[::int(np.ceil(len(pairs) / limit))]
     rows = Parallel(n_jobs=jobs, batch_size=4)(
-        delayed(_evaluate_image)(i, p, methods, upsample, max_side) for i, p in labelled_images(folder, part))
+        delayed(_evaluate_image)(i, p, methods, upsample, max_side, view) for i, p in pairs)
     rows = [r for r in rows if r is not None]
     kept = [r for r in rows if not r["missed"]]
+    out = {"missed": len(rows) - len(kept), "errors": {m: np.zeros(0) for m in methods}}
+    if not kept:
+        return out
     truth = np.stack([r["truth"] for r in kept])
-    out = {"missed": len(rows) - len(kept),
-           "errors": {m: normalised_errors(np.stack([r[m] for r in kept]), truth) for m in methods}}
+    out["errors"] = {m: normalised_errors(np.stack([r[m] for r in kept]), truth) for m in methods}
     if "features" in kept[0]:
         out["features"] = np.stack([r["features"] for r in kept])
     return out

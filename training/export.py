@@ -12,20 +12,32 @@ def source_weights() -> Path | None:
 
 
 def export(runs: list[str | Path], dest: str | Path, flip: bool = True) -> Path:
-    """Write the cascade of ``runs`` (first: box stage, then refinement stages) to ``dest``.
+    """Write the cascade of ``runs`` (a roll estimator, if any; the box stage, then refinement stages) to ``dest``.
 
-    Each stage keeps its config and normalisation; the metadata keeps every
-    stage's exact training command, data and history. No optimizer state;
-    weights are stored as float16.
+    A run is a run folder or its ``last.pt``, or an exported cascade, whose stages (and roll estimator)
+    are taken as they are. Each stage keeps its config and normalisation; the metadata keeps every
+    stage's exact training command, data and history. No optimizer state; weights are stored as float16.
     """
-    stages, fits = [], []
+    stages, fits, roll, roll_fit = [], [], None, None
     for run in runs:
         ckpt = load_run(run)
-        stages.append({"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])})
-        fits.append({"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]})
+        if "stages" in ckpt:  # an exported cascade
+            stages += ckpt["stages"]
+            fits += ckpt["meta"]["stages"]
+            roll = ckpt.get("roll", roll)
+            roll_fit = ckpt["meta"].get("roll")
+            continue
+        stage = {"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])}
+        fit = {"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]}
+        if ckpt["config"].get("frame") == "roll":
+            roll, roll_fit = stage, fit
+        else:
+            stages.append(stage)
+            fits.append(fit)
     if stages[0]["config"].get("frame", "box") != "box":
-        raise ValueError(f"{runs[0]}: the first stage must be a box-frame network")
-    save_cascade(dest, stages, {"flip": flip, "stages": fits})
+        raise ValueError(f"{runs[0]}: the first landmark stage must be a box-frame network")
+    meta = {"flip": flip, "stages": fits} | ({"roll": roll_fit} if roll else {})
+    save_cascade(dest, stages, meta, roll)
     return Path(dest)
 
 

@@ -6,8 +6,10 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 
+from annotator.crop import apply_affine
 from annotator.detectors import Face, detect, face_containing
 from annotator.discover import IMAGE_EXTENSIONS
 from annotator.formats import read_pts
@@ -54,19 +56,38 @@ def data_sets(folders: list[str], holdout_of: list[str] = ()) -> list[tuple[str,
     return [(f, "all") for f in folders] + [(f, "holdout") for f in holdout_of]
 
 
+def turned(image: np.ndarray, points: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The photo turned by ``angle`` degrees counter-clockwise (on screen) about its centre, on a canvas
+    enlarged so that nothing is cut (border replicated), and its points turned with it."""
+    if angle % 360 == 0:
+        return image, points
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    size = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    m[:, 2] += (np.array(size) - [w, h]) / 2
+    return (cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+            apply_affine(m, points))
+
+
 def detected_faces(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
-                   detectors: tuple[str, ...] = ("hog",)) -> tuple[np.ndarray, list[Face | None], np.ndarray] | None:
-    """The image, per detector the detection containing its ground-truth points' centre (None: missed),
-    and the points. None when the ``.pts`` holds another markup than 68 points."""
+                   detectors: tuple[str, ...] = ("hog",), turn: float = 0.0, orientation: str = "upright"
+                   ) -> tuple[np.ndarray, list[Face | None], np.ndarray] | None:
+    """The image (turned by ``turn`` degrees, see :func:`turned`), per detector the detection containing its
+    ground-truth points' centre (None: missed), and the points. None when the ``.pts`` holds another
+    markup than 68 points."""
     points = read_68(pts_path)
     if points is None:
         return None
-    image = read_image(image_path)
-    return image, [face_containing(detect(image, upsample, max_side, detector=d), points) for d in detectors], points
+    image, points = turned(read_image(image_path), points, turn)
+    faces = [face_containing(detect(image, upsample, max_side, detector=d, orientation=orientation), points)
+             for d in detectors]
+    return image, faces, points
 
 
 def detected_face(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
-                  detector: str = "hog") -> tuple[np.ndarray, Face | None, np.ndarray] | None:
+                  detector: str = "hog", turn: float = 0.0, orientation: str = "upright"
+                  ) -> tuple[np.ndarray, Face | None, np.ndarray] | None:
     """As :func:`detected_faces`, for one detector."""
-    found = detected_faces(image_path, pts_path, upsample, max_side, (detector,))
+    found = detected_faces(image_path, pts_path, upsample, max_side, (detector,), turn, orientation)
     return None if found is None else (found[0], found[1][0], found[2])

@@ -4,6 +4,10 @@ Each detector is a module with ``load(device)`` and ``find(rgb, upsample,
 min_score, device, threads)``: ``hog`` (dlib's HOG frontal face detector) and ``cnn``
 (dlib's CNN face detector, MMOD, run by torch). Both look at an 80-px window,
 so one scan schedule (:func:`plan_scan`) serves both.
+
+Both find faces within about 60 degrees of upright. ``orientation="any"`` also scans the photo turned
+by 90, 180 and 270 degrees, at half the resolution of the upright scan (faces twice the smallest size:
+a quarter of the cost each), and keeps one box per face across the turns (:func:`merge`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,9 @@ DEFAULT_MIN_SCORE = {"hog": 0.0, "cnn": 0.0}  # benchmarks/detectors.py: true an
 WINDOW = 80  # box side (px of the scanned image) of the smallest face either detector finds
 DEFAULT_MIN_FACE = 40  # px: what upsample 1 on the whole photo looks for (the default before --min-face)
 DEFAULT_MIN_FACE_SHARE = 25  # the default looks for faces of at least 1/25 of the shorter side
+ORIENTATIONS = ("upright", "any")
+TURNED_MIN_FACE = 2  # the turned scans look for faces this many times the upright scan's smallest
+SAME_FACE_IOU, SAME_FACE_COVER = 0.3, 0.6  # boxes of one face across turns (see merge)
 
 
 @dataclass(frozen=True)
@@ -92,20 +99,64 @@ def load(name: str = TRAINING_DETECTOR, device: str = "cpu") -> None:
 
 def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | None = None,
            max_faces: int | None = None, min_face: float | None = None, min_score: float | None = None,
-           detector: str = TRAINING_DETECTOR, device: str = "cpu", threads: int = 1) -> list[Face]:
+           detector: str = TRAINING_DETECTOR, device: str = "cpu", threads: int = 1,
+           orientation: str = "upright") -> list[Face]:
     """Faces in a BGR uint8 image, best score first, boxes in the image's pixels.
 
     ``min_score`` defaults to the detector's own (:data:`DEFAULT_MIN_SCORE`);
-    ``threads``: CPU threads the CNN detector may use (HOG uses one).
+    ``threads``: CPU threads the CNN detector may use (HOG uses one);
+    ``orientation``: ``upright``, or ``any`` to scan the turned photo too (see the module's text).
     The detector scans the copy :func:`plan_scan` chooses; the image itself is
     never modified or copied at full size except when the scan is at scale 1.
     """
-    scan = plan_scan(*image_bgr.shape[:2], upsample, max_side, min_face)
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"unknown orientation {orientation!r} (choose from {', '.join(ORIENTATIONS)})")
+    height, width = image_bgr.shape[:2]
+    scan = plan_scan(height, width, upsample, max_side, min_face)
     threshold = DEFAULT_MIN_SCORE[detector] if min_score is None else min_score
-    found = module(detector).find(_scan_copy(image_bgr, scan.scale), scan.upsample, threshold, device, threads)
-    faces = [Face(unscale_box(box, scan.scale), score, detector) for box, score in found]
+    find = module(detector).find
+    faces = [Face(unscale_box(box, scan.scale), score, detector)
+             for box, score in find(_scan_copy(image_bgr, scan.scale), scan.upsample, threshold, device, threads)]
+    if orientation == "any":
+        turned = plan_scan(height, width, min_face=scan.min_face * TURNED_MIN_FACE, max_side=max_side)
+        copy = _scan_copy(image_bgr, turned.scale)
+        for k in (1, 2, 3):
+            found = find(np.ascontiguousarray(np.rot90(copy, k)), turned.upsample, threshold, device, threads)
+            faces += [Face(unscale_box(turn_back(box, k, copy.shape), turned.scale), score, detector)
+                      for box, score in found]
+        faces = merge(faces)
     faces.sort(key=lambda f: -f.score)
     return faces[:max_faces] if max_faces else faces
+
+
+def turn_back(box: Box, k: int, shape: tuple[int, ...]) -> Box:
+    """A box found in ``np.rot90(image, k)`` (turned ``k`` quarter turns counter-clockwise), in ``image``'s
+    pixels (``shape``: the unturned image's)."""
+    height, width = shape[:2]
+    left, top, right, bottom = box
+    if k == 1:
+        return width - 1 - bottom, left, width - 1 - top, right
+    if k == 2:
+        return width - 1 - right, height - 1 - bottom, width - 1 - left, height - 1 - top
+    return top, height - 1 - right, bottom, height - 1 - left
+
+
+def merge(faces: list[Face]) -> list[Face]:
+    """Best score first, each face once: a box that overlaps a better one by IoU above
+    :data:`SAME_FACE_IOU`, or lies inside it for :data:`SAME_FACE_COVER` of its own area, is the same face."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: -f.score):
+        if not any(_same_face(face.box, k.box) for k in kept):
+            kept.append(face)
+    return kept
+
+
+def _same_face(a: Box, b: Box) -> bool:
+    area = [(r - l + 1) * (bt - t + 1) for l, t, r, bt in (a, b)]
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(w, 0) * max(h, 0)
+    return inter > SAME_FACE_IOU * (area[0] + area[1] - inter) or inter > SAME_FACE_COVER * min(area)
 
 
 def _scan_copy(image_bgr: np.ndarray, scale: float) -> np.ndarray:
