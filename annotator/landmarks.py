@@ -127,15 +127,21 @@ class NetworkLandmarker:
         features = error_features(outputs)
         if rolls is not None:
             template = self.stages[0].mean_shape.numpy().astype(np.float64)
-            features = np.hstack([features, roll_features(rolls, similarity_angle(template, final))])
+            final_roll = similarity_angle(template, final)
+            again = self._rolls(faces, final_roll)[0]  # ~0 when the points' roll is the face's
+            features = np.hstack([features, roll_features(rolls, final_roll, again)])
         return final, features
 
-    def _rolls(self, faces: list[tuple[np.ndarray, Box]]) -> tuple[np.ndarray, np.ndarray] | None:
-        """The roll estimator's (roll, mirror disagreement) of each face, or None without one."""
+    def _rolls(self, faces: list[tuple[np.ndarray, Box]], turn: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The roll estimator's (roll, mirror disagreement) of each face (its box's crop turned by ``-turn``
+        radians), or None without one."""
         if self.roll is None:
             return None
         size = self.roll.config["size"]
-        crops = np.stack([warp(image, box_affine(b, size), size) for image, b in faces])
+        turn = np.zeros(len(faces)) if turn is None else turn
+        crops = np.stack([warp(image, turned(box_affine(b, size), size, a), size)
+                          for (image, b), a in zip(faces, turn)])
         return predict_roll(self.roll, crops, self.device)
 
 
@@ -156,15 +162,16 @@ def error_features(outputs: list[list[np.ndarray]]) -> np.ndarray:
     return np.log(np.stack(spreads, 1) + 1e-4)
 
 
-N_FEATURES = 5  # error features of weights with a roll estimator: error_features, then roll_features
+N_FEATURES = 6  # error features of weights with a roll estimator: error_features, then roll_features
 
 
-def roll_features(rolls: tuple[np.ndarray, np.ndarray], final_roll: np.ndarray) -> np.ndarray:
-    """(N, 2) log angles (radians): the roll estimate's face/mirror disagreement, and how far the final
-    points' roll lies from the estimate (a face cropped at the wrong roll rarely comes out right)."""
+def roll_features(rolls: tuple[np.ndarray, np.ndarray], final_roll: np.ndarray, again: np.ndarray) -> np.ndarray:
+    """(N, 3) log angles (radians): the roll estimate's face/mirror disagreement, how far the final
+    points' roll lies from the estimate, and the roll the estimator still sees in the box's crop turned
+    upright by the final points' roll (points laid at the wrong roll leave the face turned there)."""
     estimate, spread = rolls
     off = np.abs(np.angle(np.exp(1j * (final_roll - estimate))))
-    return np.log(np.stack([spread, off], 1) + 1e-2)
+    return np.log(np.stack([spread, off, np.abs(again)], 1) + 1e-2)
 
 
 def expected_error(features: np.ndarray, model: dict | None = None) -> np.ndarray:

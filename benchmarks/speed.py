@@ -16,6 +16,9 @@
    faces found and the landmark error on them.
 4. ``--detectors``: on FOLDER, ``--detector cnn`` at -j 1 and -j 2 against the
    HOG detector at -j 1 (images/s, faces written), instead of parts 1 and 2.
+5. ``--orientations``: on FOLDER at -j 1, the default (``--orientation any``) against
+   ``--orientation upright`` and, with ``--baseline CHECKOUT``, against that checkout's annotate
+   (an earlier version, its own defaults), instead of parts 1 and 2.
 
 Parts 1 to 3 use ``--detector hog`` (the figures in the README were measured
 with it; they compare landmarkers and scans, not detectors).
@@ -65,15 +68,19 @@ def subset(folder: str, limit: int | None, into: Path, distinct: bool = False) -
     return str(into)
 
 
-def end_to_end(folder: str, args: list[str], repeat: int) -> tuple[float, dict[str, list[dict]]]:
-    """Best images/s of the real command over ``repeat`` runs, and the faces it wrote per image."""
+def end_to_end(folder: str, args: list[str], repeat: int, package: str | None = None
+               ) -> tuple[float, dict[str, list[dict]]]:
+    """Best images/s of the real command over ``repeat`` runs, and the faces it wrote per image
+    (``package``: a checkout whose annotate runs instead of this one)."""
     n = sum(1 for _ in walk([folder]))
     best, faces = 0.0, {}
+    env = {**os.environ, "PYTHONPATH": package} if package else None
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "annotator", folder, "--out", out, "--quiet",
-                            "--format", "json", *args], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "annotator", str(Path(folder).absolute()), "--out", out, "--quiet",
+                            "--format", "json", *args], check=True, capture_output=True, env=env,
+                           cwd=package)
             best = max(best, n / (time.perf_counter() - t))
             faces = {p.stem: json.loads(p.read_text())["faces"] for p in Path(out).rglob("*.json")}
     return best, faces
@@ -135,6 +142,20 @@ def detectors(folder: str, repeat: int) -> None:
     print(f"  cnn/hog at -j1: {cnn1 / hog1:.2f}x   cnn -j2/-j1: {cnn2 / cnn1:.2f}x")
 
 
+def orientations(folder: str, repeat: int, baseline: str | None) -> None:
+    """Part 5: the default (--orientation any) against --orientation upright (and an earlier version)."""
+    runs = {"any (default)": (["-j", "1"], None), "upright": (["-j", "1", "--orientation", "upright"], None)}
+    if baseline:
+        runs[f"baseline {baseline}"] = (["-j", "1"], str(Path(baseline).resolve()))
+    rates = {}
+    for name, (args, package) in runs.items():
+        rates[name], faces = end_to_end(folder, args, repeat, package)
+        print(f"  {name}: {rates[name]:.3f} images/s, {sum(map(len, faces.values()))} faces", flush=True)
+    for name in list(runs)[1:]:
+        print(f"  any / {name}: {rates['any (default)'] / rates[name]:.2f}x"
+              + (f"; upright / {name}: {rates['upright'] / rates[name]:.3f}x" if name.startswith("baseline") else ""))
+
+
 def truth_found(faces: dict[str, list[dict]], truth: dict[str, np.ndarray]) -> tuple[int, np.ndarray]:
     """Ground-truth faces found (a box contains the points' centre) and our error on each found face."""
     errors = []
@@ -169,12 +190,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N images of each folder")
     parser.add_argument("--distinct", action="store_true", help="one image per photo (300-W's copies)")
     parser.add_argument("--detectors", action="store_true", help="part 4 (CNN against HOG) instead of 1 and 2")
+    parser.add_argument("--orientations", action="store_true", help="part 5 (orientations) instead of 1 and 2")
+    parser.add_argument("--baseline", help="with --orientations: a checkout of an earlier version to compare")
     parser.add_argument("--repeat", type=int, default=2)
     a = parser.parse_args()
     with tempfile.TemporaryDirectory() as small, tempfile.TemporaryDirectory() as large:
         if a.folder:
             folder = subset(a.folder, a.limit, Path(small), a.distinct)
-            (detectors if a.detectors else small_photos)(folder, a.repeat)
+            if a.orientations:
+                orientations(folder, a.repeat, a.baseline)
+            else:
+                (detectors if a.detectors else small_photos)(folder, a.repeat)
         if a.large:
             large_photos(subset(a.large, a.limit, Path(large)), a.repeat)
 

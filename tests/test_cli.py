@@ -60,3 +60,11 @@ def test_export_never_writes_into_an_installed_package(tmp_path):
     result = annotate("train", "export", tmp_path, check=False, cwd=site, package=site)
     assert result.returncode == 2 and "--dest is required" in result.stderr
     assert (site / "annotator" / "weights" / "landmarks68.pt").read_bytes() == before
+
+
+def test_help_lists_each_option_once_and_every_command_in_its_usage():
+    text = annotate("--help").stdout
+    assert text.count("-h, --help") == 1 and text.count("--version") == 1
+    usage = text.split("\n\n")[0]
+    for command in ("PATH... --out DIR", "review DIR", "export DIR", "train "):
+        assert command in usage

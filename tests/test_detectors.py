@@ -7,10 +7,15 @@ from pathlib import Path
 
 import cv2
 import dlib
+import numpy as np
 import pytest
 
-from annotator.detectors import cnn, detect, hog
+from annotator.crop import face_roll
+from annotator.detectors import same_face, cnn, detect, hog
 from annotator.detectors.mmod import MMODDetector
+from annotator.formats import read_pts
+from annotator.training.groundtruth import turned
+from annotator.training.metrics import normalised_errors
 from conftest import annotate
 
 # AFW photos: a face in profile and a frontal one; three faces (dlib's own run takes ~5 s a photo)
@@ -65,3 +70,36 @@ def test_an_unusable_device_is_one_clear_error(photos, tmp_path):
                       check=False)
     assert result.returncode == 1 and "on nonsense" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_any_orientation_adds_turned_faces_without_doubling_upright_ones(data):
+    image = cv2.imread(str(data / "300w" / "afw" / "1130084326_1.jpg"))  # three upright faces
+    upright = detect(image, detector="cnn")
+    turned = detect(image, detector="cnn", orientation="any")
+    assert {f.box for f in upright} <= {f.box for f in turned}
+    assert not any(same_face(a.box, b.box) for i, a in enumerate(turned) for b in turned[i + 1:])
+
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_a_face_turned_by_any_quarter_gets_usable_points_and_its_roll(data, tmp_path, turn):
+    image, truth = turned(cv2.imread(str(data / "300w" / "afw" / "134212_1.jpg")),
+                          read_pts(data / "300w" / "afw" / "134212_1.pts"), turn)
+    cv2.imwrite(str(tmp_path / "turned.png"), image)
+    for orientation in ("any", "upright"):
+        annotate(tmp_path / "turned.png", "--out", tmp_path / orientation, "--format", "json", "-j", "1",
+                 "--orientation", orientation, detector=None)
+    found = {o: face_at(json.loads((tmp_path / o / "turned.json").read_text())["faces"], truth)
+             for o in ("any", "upright")}
+    assert found["any"] is not None
+    error = normalised_errors(np.array([found["any"]["landmarks"]]), truth[None])[0]
+    assert error < 0.05 and found["any"]["expected_error"] < 0.08
+    assert abs((found["any"]["roll"] - face_roll(truth) + 180) % 360 - 180) < 15
+    if turn == 180:  # upright only: no face there, or one with the points laid upside down
+        assert found["upright"] is None or normalised_errors(
+            np.array([found["upright"]["landmarks"]]), truth[None])[0] > 0.08
+
+
+def face_at(faces: list[dict], truth: np.ndarray) -> dict | None:
+    """The face whose box contains the centre of the ground-truth points."""
+    cx, cy = (truth.min(0) + truth.max(0)) / 2
+    return next((f for f in faces if f["box"][0] <= cx <= f["box"][2] and f["box"][1] <= cy <= f["box"][3]), None)

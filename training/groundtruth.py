@@ -64,7 +64,7 @@ def turned(image: np.ndarray, points: np.ndarray, angle: float) -> tuple[np.ndar
     h, w = image.shape[:2]
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
     cos, sin = abs(m[0, 0]), abs(m[0, 1])
-    size = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    size = int(np.ceil(h * sin + w * cos - 1e-6)), int(np.ceil(h * cos + w * sin - 1e-6))
     m[:, 2] += (np.array(size) - [w, h]) / 2
     return (cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
             apply_affine(m, points))

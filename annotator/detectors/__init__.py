@@ -146,12 +146,13 @@ def merge(faces: list[Face]) -> list[Face]:
     :data:`SAME_FACE_IOU`, or lies inside it for :data:`SAME_FACE_COVER` of its own area, is the same face."""
     kept: list[Face] = []
     for face in sorted(faces, key=lambda f: -f.score):
-        if not any(_same_face(face.box, k.box) for k in kept):
+        if not any(same_face(face.box, k.box) for k in kept):
             kept.append(face)
     return kept
 
 
-def _same_face(a: Box, b: Box) -> bool:
+def same_face(a: Box, b: Box) -> bool:
+    """Whether boxes ``a`` and ``b`` are one face (see :func:`merge`)."""
     area = [(r - l + 1) * (bt - t + 1) for l, t, r, bt in (a, b)]
     w = min(a[2], b[2]) - max(a[0], b[0]) + 1
     h = min(a[3], b[3]) - max(a[1], b[1]) + 1
