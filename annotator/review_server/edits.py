@@ -62,14 +62,15 @@ class Faces:
 
     def face(self, face: str) -> dict:
         """A face with its 0-based points (the run's own once it is marked "not a face", when known),
-        whether its output holds them (``present``), and its version."""
+        whether its output holds them (``present``), its version, and its ``roll`` from those points
+        (degrees counter-clockwise on screen: the page turns the face upright by it)."""
         row = self.row(face)
         with self._lock:
             points, version = self._current(row)
             shown = points if points is not None else self._original(face, row, None)
         return {**_summary(face, row), "box": [int(row[k]) for k in ("left", "top", "right", "bottom")],
                 "points": None if shown is None else shown.tolist(), "present": points is not None,
-                "version": version}
+                "version": version, "roll": 0.0 if shown is None else face_roll(shown)}
 
     def save(self, face: str, base: str, action: str, points: list | None = None) -> dict:
         """Check ``face`` with ``action`` (accept ``points``, or mark it "not a face" or "unusable"), if it is
