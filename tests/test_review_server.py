@@ -28,6 +28,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1280,900"]
 SCREENSHOT = ROOT / "docs" / "review_page.png"  # written again with UPDATE_SCREENSHOT=1
+REFIT_PICTURE = ROOT / "docs" / "refit.png"  # likewise
+TURNED = "1051618982_1"  # an AFW photo with two faces; the ground truth's is the second the detector finds
+PLACED = [36, 45, 8, 30]  # outer eye corners, chin, nose tip
 WAIT = 30  # seconds, for anything the page does
 
 
@@ -35,6 +38,38 @@ WAIT = 30  # seconds, for anything the page does
 def runs(tmp_path_factory, data) -> Path:
     """The test photos (7 faces) annotated once as .pts (``pts/``) and as JSON (``json/``); tests copy them."""
     return both_runs(tmp_path_factory.mktemp("served"), data)
+
+
+@pytest.fixture(scope="module")
+def turned(tmp_path_factory, data) -> Path:
+    """``photos/upright.jpg`` (an AFW photo) and ``photos/turned.jpg`` (the same turned by 90 degrees
+    clockwise, cv2.rotate) annotated with the CNN detector into ``pts/``, whose ``turned.pts`` the network
+    got wrong (it lays an upright shape on the turned face); ``truth/`` holds the ground truth of both
+    faces, turned with the photo for ``turned.pts``, as 0-based arrays (``.npy``)."""
+    root = tmp_path_factory.mktemp("turned")
+    (root / "photos").mkdir()
+    (root / "truth").mkdir()
+    image = cv2.imread(str(data / "300w" / "afw" / f"{TURNED}.jpg"))
+    truth = read_pts(data / "300w" / "afw" / f"{TURNED}.pts")
+    cv2.imwrite(str(root / "photos" / "upright.jpg"), image)
+    cv2.imwrite(str(root / "photos" / "turned.jpg"), cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE))
+    np.save(root / "truth" / "upright_2.npy", truth)
+    np.save(root / "truth" / "turned.npy", np.stack([image.shape[0] - 1 - truth[:, 1], truth[:, 0]], 1))
+    annotate(root / "photos", "--out", root / "pts", "-j", "1", detector="cnn")
+    assert {p.name for p in (root / "pts").glob("*.pts")} == {"upright_1.pts", "upright_2.pts", "turned.pts"}
+    assert face_error(read_pts(root / "pts" / "upright_2.pts"), np.load(root / "truth" / "upright_2.npy")) < 0.05
+    assert face_error(read_pts(root / "pts" / "turned.pts"), np.load(root / "truth" / "turned.npy")) > 0.3
+    return root
+
+
+def face_error(points: np.ndarray, truth: np.ndarray) -> float:
+    """The accuracy metric: mean point distance / sqrt(w * h) of the truth's box."""
+    return float(np.linalg.norm(points - truth, axis=1).mean() / np.sqrt(np.prod(np.ptp(truth, axis=0))))
+
+
+def files_of(out: Path) -> dict[str, bytes]:
+    """Every file under ``out`` (outputs, faces.csv, the review's kept points), byte for byte."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def copy_run(runs: Path, fmt: str, tmp_path: Path) -> Path:
@@ -133,11 +168,14 @@ def test_page_drags_a_point_saves_undoes_and_marks_not_a_face(runs, tmp_path):
 
         keys("1")  # 100%: a screen pixel is a photo pixel
         wait.until(lambda d: d.find_element(By.ID, "view").get_attribute("data-scale") == "1")
+        roll = float(driver.find_element(By.ID, "view").get_attribute("data-roll"))
+        assert roll == pytest.approx(served.json("GET", f"/api/faces/{faces[0]}")["roll"])  # shown upright
         drag(8, 7, -5)
         keys(Keys.ENTER)  # accept: saved, and on to the next face
         shown(faces[1])
         moved = read_pts(files[faces[0]]) - points[faces[0]]
-        assert np.abs(moved[8] - (7, -5)).max() < 1e-9 and not np.delete(moved, 8, axis=0).any()
+        assert moved[8] == pytest.approx(photo_motion(roll, 7, -5), abs=6e-4)  # .pts: 3 decimals
+        assert not np.delete(moved, 8, axis=0).any()
         row = {r["output"]: r for r in index_rows(out)}[files[faces[0]].name]
         assert (row["checked"], row["moved_px"]) == ("moved", f"{math.hypot(7, 5) / 68:.3f}")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["checked_at"])
@@ -172,11 +210,13 @@ def test_page_drags_a_point_saves_undoes_and_marks_not_a_face(runs, tmp_path):
         keys("e")  # zoomed to an eye, a drag still moves the point by screen pixels / scale, in photo pixels
         wait.until(lambda d: float(d.find_element(By.ID, "view").get_attribute("data-scale")) > 2)
         scale = float(driver.find_element(By.ID, "view").get_attribute("data-scale"))
+        roll = float(driver.find_element(By.ID, "view").get_attribute("data-roll"))
         drag(37, 10, 0)
         ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()  # save, stay
         wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("moved"))
         moved = read_pts(files[faces[3]]) - points[faces[3]]
-        assert moved[37] == pytest.approx((10 / scale, 0), abs=6e-4) and not np.delete(moved, 37, axis=0).any()
+        assert moved[37] == pytest.approx(photo_motion(roll, 10 / scale, 0), abs=6e-4)
+        assert not np.delete(moved, 37, axis=0).any()
 
         driver.refresh()  # the state is on disk: the page opens at the first face nobody checked
         shown(faces[4], "not checked")
@@ -225,6 +265,70 @@ def test_requests_need_the_token_and_reach_nothing_but_the_run(runs, tmp_path):
     assert outputs(out) == outputs(runs / "pts")  # nothing was saved
 
 
+def test_saves_and_refits_of_nonsense_are_refused_and_write_nothing(runs, tmp_path):
+    out = copy_run(runs, "pts", tmp_path)
+    with serving(out) as served:
+        face = served.json("GET", "/api/faces")["faces"][0]["id"]
+        current = served.json("GET", f"/api/faces/{face}")
+        path = out / current["output"]
+        row = next(r for r in index_rows(out) if r["output"] == current["output"])
+        height, width = cv2.imread(row["input_path"]).shape[:2]
+        before = files_of(out)
+
+        def changed(i: int, value: object) -> list:
+            points = [list(p) for p in current["points"]]
+            points[8][i] = value
+            return points
+
+        nonsense = {"booleans": [[True, False]] * 68, "1e308": changed(0, 1e308),
+                    "a 400-digit integer": changed(0, 10 ** 400), "NaN": changed(1, math.nan), "a string": changed(0, "12.5"), "null": changed(1, None),
+                    "a triple": [p + [0] for p in current["points"]], "nested": [[p] for p in current["points"]],
+                    "67 points": current["points"][:67], "no points": None,
+                    "beyond the right": changed(0, 2 * width), "beyond the top": changed(1, -height - 1)}
+        for what, points in nonsense.items():
+            status, body = served.request("POST", f"/api/faces/{face}",
+                                          {"base": current["version"], "action": "accept", "points": points})
+            message = json.loads(body)["error"]
+            assert status == 400 and message.startswith("not saved: points must be 68 [x, y] pairs of numbers"), what
+            assert f"width ({width} px)" in message and f"height ({height} px)" in message
+            if points is not None:
+                status, body = served.request("POST", f"/api/faces/{face}/refit", {"points": points, "placed": [8]})
+                assert status == 400 and json.loads(body)["error"].startswith("not refitted: points must be"), what
+        for placed in ([True], [68], [-1], ["8"], [8.0], 8, None):
+            status, body = served.request("POST", f"/api/faces/{face}/refit",
+                                          {"points": current["points"], "placed": placed})
+            assert status == 400 and "placed must be a list of point indices" in json.loads(body)["error"], placed
+        for body in (b"[" * 60000, b'{"points": ' + b"1" * 5000 + b"}", b"\xff"):  # too deep, too long, not UTF-8
+            connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=WAIT)
+            connection.request("POST", f"/api/faces/{face}/refit", body, {"X-Annotate-Token": served.token})
+            assert connection.getresponse().status == 400
+            connection.close()
+        assert files_of(out) == before  # byte for byte: the .pts, faces.csv, nothing kept aside
+
+        # Just inside the margin is a save: a point may lie off the photo (a face cut by its edge)
+        saved = served.json("POST", f"/api/faces/{face}", {"base": current["version"], "action": "accept",
+                                                            "points": changed(0, 2 * width - 1)})
+        assert read_pts(path)[8][0] == 2 * width - 1 and saved["checked"] == "moved"
+
+
+def test_refit_answers_from_the_placed_points_and_saves_nothing(turned, tmp_path):
+    out = copy_run(turned, "pts", tmp_path)
+    truth = np.load(turned / "truth" / "turned.npy")
+    with serving(out) as served:
+        face = next(f["id"] for f in served.json("GET", "/api/faces")["faces"] if f["output"] == "turned.pts")
+        current = np.array(served.json("GET", f"/api/faces/{face}")["points"])
+        before = files_of(out)
+        start = current.copy()
+        start[PLACED] = truth[PLACED]  # a person dragged these four to where they belong
+        fitted = served.json("POST", f"/api/faces/{face}/refit", {"points": start.tolist(), "placed": PLACED})
+        points = np.array(fitted["points"])
+        assert fitted["placed"] == sorted(PLACED) and np.array_equal(points[PLACED], start[PLACED])  # exactly
+        assert face_error(current, truth) > 0.3 and face_error(points, truth) < 0.04
+        others = np.delete(np.arange(68), PLACED)
+        assert face_error(points[others], truth[others]) < 0.05  # not just the placed points: all of them
+        assert files_of(out) == before  # a refit is an answer, not a save
+
+
 def test_a_json_face_marked_not_a_face_is_dropped_and_restored_in_place(runs, tmp_path):
     out = copy_run(runs, "json", tmp_path)
     path = out / "1130084326_1.json"
@@ -271,6 +375,13 @@ def test_reruns_keep_checked_faces_unless_told(runs, tmp_path, fmt):
     annotate(runs / "photos", "--out", out, "--format", fmt, "-j", "1", "--overwrite", "--overwrite-checked")
     assert outputs(out) == outputs(runs / fmt)  # the machine's points again, the removed face back
     assert not any(r["checked"] for r in index_rows(out))
+
+
+def photo_motion(roll: float, dx: float, dy: float) -> np.ndarray:
+    """The motion in the photo's pixels of a drag by (dx, dy) on a page that shows the face turned
+    clockwise by ``roll`` degrees (upright): the screen motion turned back."""
+    a = math.radians(roll)
+    return np.array([dx * math.cos(a) + dy * math.sin(a), -dx * math.sin(a) + dy * math.cos(a)])
 
 
 def screenshot(driver, tmp_path: Path) -> None:
