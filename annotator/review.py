@@ -10,7 +10,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .draw import draw_face
+from .crop import apply_affine, face_roll, invert_affine, warp
+from .draw import BOX, draw_face, face_size, marker_sizes
 from .formats import atomic_write, read_pts
 from .images import ImageError, read_image
 from .index import INDEX, read_index
@@ -78,13 +79,14 @@ def listing(out: Path, rows: list[dict[str, str]]) -> str:
                    f"{r['left']},{r['top']},{r['right']},{r['bottom']}\t{r['checked']}\n" for r in rows)
 
 
-def tile(out: Path, row: dict[str, str]) -> np.ndarray:
+def tile(out: Path, row: dict[str, str], upright: bool = False) -> np.ndarray:
     """The face cropped from its original image with its points drawn (none once a person marked it
-    "not a face": its output is gone), and a label strip below."""
+    "not a face": its output is gone), turned by its roll when ``upright``, and a label strip below."""
     canvas = np.full((TILE + LABEL, TILE, 3), BACKGROUND, np.uint8)
     try:
         points = None if row["checked"] == "not a face" else face_points(out, row)
-        canvas[:TILE] = _crop(read_image(row["input_path"]), points, row)
+        roll = face_roll(points) if upright and points is not None else 0.0
+        canvas[:TILE] = _crop(read_image(row["input_path"]), points, row, roll)
     except (OSError, ImageError, ValueError) as e:
         _text(canvas, f"cannot show: {type(e).__name__}", 0.5 * TILE)
     _text(canvas, Path(row["output"]).name + (f" ({row['checked']})" if row["checked"] else ""), TILE + 14)
@@ -92,22 +94,28 @@ def tile(out: Path, row: dict[str, str]) -> np.ndarray:
     return canvas
 
 
-def _crop(image: np.ndarray, points: np.ndarray | None, row: dict[str, str]) -> np.ndarray:
-    """A TILE x TILE square around the points (if any) and the box (grey outside the image), points drawn."""
-    box = np.array([[float(row["left"]), float(row["top"])], [float(row["right"]), float(row["bottom"])]])
-    lo, hi = box if points is None else (np.minimum(points.min(0), box[0]), np.maximum(points.max(0), box[1]))
-    side = max(hi - lo) * (1 + 2 * MARGIN) + 1
-    x0, y0 = np.floor((lo + hi) / 2 - side / 2).astype(int)
-    side = int(math.ceil(side))
+def _crop(image: np.ndarray, points: np.ndarray | None, row: dict[str, str], roll: float = 0.0) -> np.ndarray:
+    """A TILE x TILE square around the points (if any) and the box, turned clockwise by ``roll`` degrees
+    (the face's roll: upright), grey outside the image, points and box drawn."""
+    left, top, right, bottom = (float(row[k]) for k in ("left", "top", "right", "bottom"))
+    box = np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
+    a = np.radians(roll)
+    turn = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])  # as the page's SVG rotate(roll)
+    turned = (box if points is None else np.vstack([points, box])) @ turn.T
+    lo, hi = turned.min(0), turned.max(0)
+    scale = TILE / (max(hi - lo) * (1 + 2 * MARGIN) + 1)
+    m = np.hstack([scale * turn, ((TILE - 1) / 2 - scale * (lo + hi) / 2)[:, None]])  # image -> tile
+    crop = warp(image, m, TILE)
+    grid = np.stack(np.meshgrid(np.arange(TILE), np.arange(TILE)), -1).reshape(-1, 2).astype(np.float64)
+    source = apply_affine(invert_affine(m), grid)
     h, w = image.shape[:2]
-    region = image[max(y0, 0):max(min(y0 + side, h), 0), max(x0, 0):max(min(x0 + side, w), 0)]
-    region = cv2.copyMakeBorder(region, max(-y0, 0), side - region.shape[0] - max(-y0, 0), max(-x0, 0),
-                                side - region.shape[1] - max(-x0, 0), cv2.BORDER_CONSTANT, value=BACKGROUND)
-    scale = TILE / side
-    crop = cv2.resize(region, (TILE, TILE), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    def to_tile(p): return (p - (x0, y0) + 0.5) * scale - 0.5  # pixel centres map to pixel centres
-    if points is not None:
-        draw_face(crop, to_tile(points), np.round(to_tile(box)).astype(int).ravel(), row["detector"])
+    outside = ((source < -0.5) | (source > (w - 0.5, h - 0.5))).any(1).reshape(TILE, TILE)
+    crop[outside] = BACKGROUND
+    if points is not None:  # the box first, under the points; turned, it is drawn as a polygon
+        shown = apply_affine(m, points)
+        cv2.polylines(crop, [np.round(apply_affine(m, box)).astype(np.int32)], True,
+                      BOX.get(row["detector"], BOX["hog"]), marker_sizes(face_size(shown))[1], cv2.LINE_AA)
+        draw_face(crop, shown, None, row["detector"])
     return crop
 
 

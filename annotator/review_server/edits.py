@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..crop import face_roll
 from ..formats import atomic_write, pts_text, read_pts
 from ..index import COLUMNS, face_id, read_index, write_index
 from ..review import ranked_faces
+from . import photos
 
 ACTIONS = ("accept", "not a face", "unusable")
 ORIGINALS = ".annotate-review"  # the run's own points of each face a person checked: <face id>.points (JSON)
@@ -33,7 +35,8 @@ class Conflict(Exception):
 
 
 class BadEdit(ValueError):
-    """A save that cannot be taken (an unknown action, not 68 finite points, nothing to restore)."""
+    """A save or refit that cannot be taken (an unknown action, points that are not 68 pairs of numbers in
+    and around the photo, nothing to restore)."""
 
 
 class Faces:
@@ -59,14 +62,15 @@ class Faces:
 
     def face(self, face: str) -> dict:
         """A face with its 0-based points (the run's own once it is marked "not a face", when known),
-        whether its output holds them (``present``), and its version."""
+        whether its output holds them (``present``), its version, and its ``roll`` from those points
+        (degrees counter-clockwise on screen: the page turns the face upright by it)."""
         row = self.row(face)
         with self._lock:
             points, version = self._current(row)
             shown = points if points is not None else self._original(face, row, None)
         return {**_summary(face, row), "box": [int(row[k]) for k in ("left", "top", "right", "bottom")],
                 "points": None if shown is None else shown.tolist(), "present": points is not None,
-                "version": version}
+                "version": version, "roll": 0.0 if shown is None else face_roll(shown)}
 
     def save(self, face: str, base: str, action: str, points: list | None = None) -> dict:
         """Check ``face`` with ``action`` (accept ``points``, or mark it "not a face" or "unusable"), if it is
@@ -74,7 +78,7 @@ class Faces:
         row = self.row(face)
         if action not in ACTIONS:
             raise BadEdit(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
-        accepted = _valid_points(points) if action == "accept" else None
+        accepted = valid_points(points, photos.size(row["input_path"])) if action == "accept" else None
         with self._lock:
             current, version = self._current(row)
             if base != version:
@@ -145,13 +149,23 @@ def _summary(face: str, row: dict[str, str]) -> dict:
             "checked": row["checked"], "checked_at": row["checked_at"], "moved_px": row["moved_px"]}
 
 
-def _valid_points(points: list | None) -> np.ndarray:
-    try:
-        array = np.asarray(points, np.float64)
-    except (TypeError, ValueError):
-        array = np.empty(0)
-    if array.shape != (POINTS, 2) or not np.isfinite(array).all():
-        raise BadEdit(f"points must be {POINTS} pairs of finite numbers (0-based image pixels)")
+def valid_points(points: object, size: tuple[int, int], refused: str = "not saved") -> np.ndarray:
+    """``points`` (from a request's JSON) as a (68, 2) array of 0-based pixels of a photo of ``size``
+    (width, height); BadEdit, its message starting with ``refused``, for anything but 68 pairs of numbers
+    (booleans are not numbers) lying within the photo or at most its width and height beyond its edges."""
+    width, height = size
+    array = None
+    if isinstance(points, list) and len(points) == POINTS and all(
+            isinstance(p, list) and len(p) == 2 and all(type(v) in (int, float) for v in p) for p in points):
+        try:
+            array = np.asarray(points, np.float64)
+        except OverflowError:  # an integer beyond float range
+            pass
+    low, high = (-0.5 - width, -0.5 - height), (width - 0.5 + width, height - 0.5 + height)  # pixel edges
+    if array is None or not (np.isfinite(array).all() and (array >= low).all() and (array <= high).all()):
+        raise BadEdit(f"{refused}: points must be {POINTS} [x, y] pairs of numbers (0-based photo pixels), "
+                      f"at most the photo's width ({width} px) left or right of it and its height "
+                      f"({height} px) above or below it")
     return array
 
 

@@ -22,13 +22,27 @@ def _jpeg(image: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1].tobytes()
 
 
+@lru_cache(maxsize=2)
+def decoded(path: str) -> np.ndarray:
+    """The photo at ``path`` (an index row's ``input_path``) as the run saw it (BGR; not to be modified)."""
+    return read_image(path)
+
+
 @lru_cache(maxsize=8)
 def photo(path: str) -> bytes:
-    """The photo at ``path`` (an index row's ``input_path``) as the run saw it, in JPEG."""
-    return _jpeg(read_image(path))
+    """The photo at ``path`` as the run saw it, in JPEG."""
+    return _jpeg(decoded(path))
+
+
+@lru_cache(maxsize=4096)
+def size(path: str) -> tuple[int, int]:
+    """(width, height) of the photo at ``path`` as the run saw it."""
+    height, width = decoded(path).shape[:2]
+    return width, height
 
 
 @lru_cache(maxsize=512)
 def thumbnail(out: Path, row: tuple[tuple[str, str], ...], version: str) -> bytes:
-    """The face's tile, as on ``annotate review``'s contact sheet, in JPEG (cached per ``version``)."""
-    return _jpeg(tile(out, dict(row)))
+    """The face's tile, as on ``annotate review``'s contact sheet but turned upright by its roll, in JPEG
+    (cached per ``version``)."""
+    return _jpeg(tile(out, dict(row), upright=True))

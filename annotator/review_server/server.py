@@ -26,13 +26,14 @@ from ..images import ImageError
 from ..lock import REVIEW, lock_output
 from . import photos
 from .edits import BadEdit, Conflict, Faces, NotFound
+from .refitting import Refitter
 
 TOKEN_HEADER = "X-Annotate-Token"
-MAX_BODY = 64 * 1024  # a save is about 2 KB
+MAX_BODY = 64 * 1024  # a save or refit is about 2 KB
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
-FACE = re.compile(r"/api/faces/([0-9a-f]{16})(/photo|/thumb)?")
+FACE = re.compile(r"/api/faces/([0-9a-f]{16})(/photo|/thumb|/refit)?")
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "X-Frame-Options": "DENY",
            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'"}
@@ -46,6 +47,7 @@ class ReviewServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], faces: Faces, token: str):
         super().__init__(address, Handler)
         self.faces, self.token = faces, token
+        self.refitter = Refitter(faces)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -96,7 +98,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and not part:
             edit = self._body()
             return self._json(faces.save(face, str(edit.get("base")), str(edit.get("action")), edit.get("points")))
-        if method != "GET":
+        if method == "POST" and part == "/refit":
+            return self._json(self.server.refitter.refit(face, self._body()))
+        if method != "GET" or part == "/refit":
             return self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed here")
         if part == "/photo":
             return self._send(HTTPStatus.OK, "image/jpeg", photos.photo(faces.row(face)["input_path"]))
@@ -109,13 +113,13 @@ class Handler(BaseHTTPRequestHandler):
     def _body(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)
         if not 0 < length <= MAX_BODY:
-            raise BadEdit(f"a save is a JSON object of at most {MAX_BODY} bytes")
+            raise BadEdit(f"a save or refit is a JSON object of at most {MAX_BODY} bytes")
         try:
             body = json.loads(self.rfile.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, an integer of over 4,300 digits, too deep
             body = None
         if not isinstance(body, dict):
-            raise BadEdit("a save is a JSON object: base, action, points")
+            raise BadEdit("a save is a JSON object (base, action, points); a refit one with points, placed")
         return body
 
     def _static(self, name: str, kind: str) -> None:

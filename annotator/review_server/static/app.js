@@ -1,8 +1,11 @@
 "use strict";
-// The review page: one face at a time, its 68 points drawn over the photo. The SVG's user units are the
-// photo's pixels, so points stay in image pixels at any zoom: a 0-based point (x, y) (the centre of the
-// top-left pixel is 0, 0) is drawn at (x + 0.5, y + 0.5). Every request carries the session's token, read
-// from the address (#token=...), in the X-Annotate-Token header.
+// The review page: one face at a time, its 68 points drawn over the photo. The photo and the points are
+// drawn in a group whose user units are the photo's pixels, so points stay in image pixels at any zoom: a
+// 0-based point (x, y) (the centre of the top-left pixel is 0, 0) is drawn at (x + 0.5, y + 0.5). The group
+// is turned by the face's roll (the server's, when the face was shown) so that the face appears upright;
+// the view (zoom, pan) works in those turned units, and a pointer's position is mapped back through the
+// group's own transform, so a drag moves a point by exactly the screen motion turned back. Every request
+// carries the session's token, read from the address (#token=...), in the X-Annotate-Token header.
 
 const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token") || "";
 const SVG = "http://www.w3.org/2000/svg";
@@ -21,10 +24,11 @@ const state = {
   faces: [], // summaries, in review order
   at: -1, // the face shown, an index into faces
   face: null, // the face shown, as the server last gave it
-  edit: null, // the page's edit of it: {points, saved (the points on disk), base (their version), undo, redo}
+  edit: null, // the page's edit of it: {points, placed, saved (the points on disk), base (their version), undo, redo}
+  roll: 0, // degrees: the face shown is turned clockwise on screen by this (its roll when it was shown)
   edits: new Map(), // face id -> edit, for as long as the page is open
   photo: null, // {url, width, height} of the face shown
-  zoom: {cx: 0, cy: 0, scale: 1}, // the photo pixel at the centre of the view, screen pixels per photo pixel
+  zoom: {cx: 0, cy: 0, scale: 1}, // the centre of the view (turned photo units), screen pixels per photo pixel
   drag: null,
   eye: "left eye",
 };
@@ -93,6 +97,7 @@ async function show(at) {
     if (state.faces[state.at].id !== id) return; // moved on meanwhile
     state.face = face;
     state.photo = photo;
+    state.roll = face.roll;
     state.edit = editOf(face);
     summarize(face);
     zoomTo("face");
@@ -106,13 +111,29 @@ async function show(at) {
 function editOf(face) {
   const kept = state.edits.get(face.id);
   if (kept && (kept.base === face.version || edited(kept))) return kept; // a save of unsaved work is checked then
-  const edit = {points: copy(face.points), saved: face.points, base: face.version, undo: [], redo: []};
+  const edit = {points: copy(face.points), placed: new Set(), saved: face.points, base: face.version, undo: [],
+                redo: []};
   state.edits.set(face.id, edit);
   return edit;
 }
 
 function edited(edit) {
   return !same(edit.points, edit.saved);
+}
+
+// An undo step: the points and which of them count as placed (for a refit).
+function snapshot(edit) {
+  return {points: copy(edit.points), placed: new Set(edit.placed)};
+}
+
+function restore(edit, shot) {
+  edit.points = shot.points;
+  edit.placed = shot.placed;
+}
+
+function turned([x, y]) { // photo units -> the view's turned units
+  const a = state.roll * Math.PI / 180, c = Math.cos(a), s = Math.sin(a);
+  return [x * c - y * s, x * s + y * c];
 }
 
 function summarize(face) {
@@ -135,20 +156,23 @@ function render() {
   view.setAttribute("viewBox", `${zoom.cx - width / 2} ${zoom.cy - height / 2} ${width} ${height}`);
   view.dataset.scale = zoom.scale;
   view.dataset.face = face.id;
+  view.dataset.roll = state.roll;
   view.classList.toggle("gone", !face.present);
   view.replaceChildren();
-  element("image", {href: photo.url, x: 0, y: 0, width: photo.width, height: photo.height}, view);
+  const scene = element("g", {id: "scene", transform: `rotate(${state.roll})`}, view);
+  element("image", {href: photo.url, x: 0, y: 0, width: photo.width, height: photo.height}, scene);
   const [left, top, right, bottom] = face.box;
-  element("rect", {class: "box", x: left, y: top, width: right - left + 1, height: bottom - top + 1}, view);
+  element("rect", {class: "box", x: left, y: top, width: right - left + 1, height: bottom - top + 1}, scene);
   const points = edit.points || [];
   if (points.length) {
     PARTS.forEach(([name, first, end, closed], part) => {
       const line = points.slice(first, end).map(([x, y]) => `${x + 0.5},${y + 0.5}`).join(" ");
-      element(closed ? "polygon" : "polyline", {class: "line", points: line, "data-part": part}, view);
+      element(closed ? "polygon" : "polyline", {class: "line", points: line, "data-part": part}, scene);
     });
   }
-  points.forEach(([x, y], i) => element("circle", {class: "point", cx: x + 0.5, cy: y + 0.5,
-                                                   r: RADIUS / zoom.scale, "data-point": i}, view));
+  points.forEach(([x, y], i) => element("circle", {class: edit.placed.has(i) ? "point placed" : "point",
+                                                   cx: x + 0.5, cy: y + 0.5, r: RADIUS / zoom.scale,
+                                                   "data-point": i}, scene));
   header();
 }
 
@@ -164,6 +188,9 @@ function header() {
   status.textContent = face.checked ? `${face.checked}${moved} (${face.checked_at})` : "not checked";
   status.className = face.checked ? "checked" : "";
   status.classList.toggle("edited", edited(edit));
+  const roll = Math.round(state.roll);
+  document.getElementById("roll").textContent = roll ? `shown upright: turned ${Math.abs(roll)}° ` +
+    (roll > 0 ? "clockwise" : "counter-clockwise") : "";
 }
 
 async function strip() {
@@ -195,8 +222,10 @@ function zoomTo(region) {
   const {face, edit} = state;
   const [indices, margin] = ZOOMS[region];
   const points = edit.points ? indices.map((i) => edit.points[i]) : [];
-  if (region === "face" || !points.length) points.push([face.box[0], face.box[1]], [face.box[2], face.box[3]]);
-  const xs = points.map((p) => p[0] + 0.5), ys = points.map((p) => p[1] + 0.5);
+  const [left, top, right, bottom] = face.box;
+  if (region === "face" || !points.length) points.push([left, top], [right, top], [left, bottom], [right, bottom]);
+  const shown = points.map(([x, y]) => turned([x + 0.5, y + 0.5]));
+  const xs = shown.map((p) => p[0]), ys = shown.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   const w = Math.max(x1 - x0, 8) * (1 + 2 * margin), h = Math.max(y1 - y0, 8) * (1 + 2 * margin);
   state.zoom = {cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale: Math.min(view.clientWidth / w, view.clientHeight / h)};
@@ -216,9 +245,13 @@ function actualPixels() {
   render();
 }
 
-function toPhoto(event) {
-  const point = new DOMPoint(event.clientX, event.clientY).matrixTransform(view.getScreenCTM().inverse());
+function toUnits(event, node) { // the pointer in the user units of node (the view: turned; the scene: photo)
+  const point = new DOMPoint(event.clientX, event.clientY).matrixTransform(node.getScreenCTM().inverse());
   return [point.x, point.y];
+}
+
+function toPhoto(event) {
+  return toUnits(event, document.getElementById("scene"));
 }
 
 // --- editing ---
@@ -235,8 +268,8 @@ function pressed(event) {
   if (state.edit.points && (event.altKey || event.target.classList.contains("box"))) indices = ALL;
   else if (target.point !== undefined) indices = event.shiftKey ? groupOf(+target.point) : [+target.point];
   else if (target.part !== undefined) indices = groupOf(PARTS[+target.part][1]);
-  state.drag = {indices, start: toPhoto(event), from: copy(state.edit.points), client: [event.clientX, event.clientY],
-                zoom: {...state.zoom}, moved: false};
+  state.drag = {indices, start: toPhoto(event), from: snapshot(state.edit), client: [event.clientX, event.clientY],
+                zoom: {...state.zoom}, moved: false, places: indices !== ALL}; // a whole-shape drag places none
   view.setPointerCapture(event.pointerId);
   event.preventDefault();
 }
@@ -252,7 +285,7 @@ function dragged(event) {
   }
   const [x, y] = toPhoto(event);
   const [dx, dy] = [x - drag.start[0], y - drag.start[1]];
-  for (const i of drag.indices) state.edit.points[i] = [drag.from[i][0] + dx, drag.from[i][1] + dy];
+  for (const i of drag.indices) state.edit.points[i] = [drag.from.points[i][0] + dx, drag.from.points[i][1] + dy];
   drag.moved = drag.moved || dx !== 0 || dy !== 0;
   render();
 }
@@ -261,6 +294,7 @@ function released() {
   const drag = state.drag;
   state.drag = null;
   if (drag && drag.indices && drag.moved) {
+    if (drag.places) drag.indices.forEach((i) => state.edit.placed.add(i));
     state.edit.undo.push(drag.from);
     state.edit.redo = [];
     render();
@@ -270,8 +304,8 @@ function released() {
 function step(from, to) {
   const edit = state.edit;
   if (!edit[from].length) return note(`nothing to ${from}`);
-  edit[to].push(edit.points);
-  edit.points = edit[from].pop();
+  edit[to].push(snapshot(edit));
+  restore(edit, edit[from].pop());
   note("");
   render();
 }
@@ -300,10 +334,11 @@ async function reload() {
     const face = await api(`faces/${state.face.id}`).then((r) => r.json());
     const edit = state.edit;
     if (!same(edit.points, face.points)) {
-      edit.undo.push(edit.points);
+      edit.undo.push(snapshot(edit));
       edit.redo = [];
     }
     edit.points = copy(face.points);
+    edit.placed = new Set();
     edit.saved = face.points;
     edit.base = face.version;
     state.face = face;
@@ -316,6 +351,28 @@ async function reload() {
   }
 }
 
+async function refit() {
+  const {face, edit} = state;
+  if (!edit.points) return note("no points to refit", "error");
+  const sent = snapshot(edit), placed = [...sent.placed].sort((a, b) => a - b);
+  note("refitting...");
+  try {
+    const body = JSON.stringify({points: sent.points, placed});
+    const fitted = await api(`faces/${face.id}/refit`, {method: "POST", body}).then((r) => r.json());
+    if (state.edit !== edit || !same(edit.points, sent.points)) {
+      return note("not refitted: the points changed meanwhile");
+    }
+    edit.undo.push(sent);
+    edit.redo = [];
+    restore(edit, {points: fitted.points, placed: new Set()});
+    note(placed.length >= 2 ? `refitted to the ${placed.length} points placed (Z undoes)` :
+         "refitted from the points shown (drag two or more points into place to refit to them; Z undoes)", "ok");
+    render();
+  } catch (error) {
+    note(error.message, "error");
+  }
+}
+
 // --- keys ---
 
 const KEYS = {
@@ -323,7 +380,7 @@ const KEYS = {
   ArrowLeft: () => show(state.at - 1), p: () => show(state.at - 1),
   Enter: () => save("accept", true), a: () => save("accept", true),
   x: () => save("not a face", true), u: () => save("unusable", true),
-  z: () => step("undo", "redo"), y: () => step("redo", "undo"), r: reload,
+  z: () => step("undo", "redo"), y: () => step("redo", "undo"), r: reload, t: refit,
   e: () => { state.eye = state.eye === "left eye" ? "right eye" : "left eye"; zoomTo(state.eye); },
   m: () => zoomTo("mouth"), f: () => zoomTo("face"), 1: actualPixels,
   "+": () => zoomBy(1.25), "=": () => zoomBy(1.25), "-": () => zoomBy(0.8),
@@ -349,7 +406,7 @@ async function start() {
   view.addEventListener("pointercancel", released);
   view.addEventListener("wheel", (event) => {
     event.preventDefault();
-    if (state.face) zoomBy(event.deltaY < 0 ? 1.25 : 0.8, toPhoto(event));
+    if (state.face) zoomBy(event.deltaY < 0 ? 1.25 : 0.8, toUnits(event, view));
   }, {passive: false});
   document.addEventListener("keydown", key);
   window.addEventListener("resize", render);
