@@ -50,7 +50,7 @@ def _logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, steps: int = 50
 
 def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str] = (), upsample: int = 1,
               jobs: int = -1, turns: tuple[float, ...] = (0.0,), detector: str = "hog",
-              orientation: str = "upright") -> dict:
+              orientation: str = "upright", faces_out: str | Path | None = None) -> dict:
     """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``), each photo turned
     by each of ``turns`` degrees and scanned by ``detector`` in ``orientation``; store it in ``weights``."""
     methods = {"network": ("network", str(weights))}
@@ -60,6 +60,8 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
     faces = [f for f in faces if "features" in f]
     features = np.concatenate([f["features"] for f in faces])
     errors = np.concatenate([f["errors"]["network"] for f in faces])
+    if faces_out:  # for refitting or studying the model without collecting the faces again
+        np.savez(faces_out, features=features, errors=errors)
     model = fit_error_model(features, errors)
     model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets], turns=list(turns),
                  detector=detector, orientation=orientation,

@@ -144,13 +144,15 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
               help="The detector whose boxes the faces are fitted on.")
 @click.option("--orientation", type=click.Choice(["upright", "any"]), default="upright", show_default=True,
               help="Scan the (turned) photos upright only, or in every orientation as annotate does.")
+@click.option("--faces-out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the fitted faces' error features and true errors to this .npz.")
 @click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
-def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientation, jobs) -> None:
+def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientation, faces_out, jobs) -> None:
     """Fit WEIGHTS' per-face expected error on held-out faces and store the fit in WEIGHTS."""
     from .calibrate import calibrate as run
     _require_sets(folders, holdout_of)
     click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs, tuple(turns), detector,
-                              orientation)))
+                              orientation, faces_out)))
 
 
 @train.command()
