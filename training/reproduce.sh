@@ -36,7 +36,7 @@ annotate train fit $C/helen_train_62.npz $C/helen_train_62.npz $C/lfpw_train_62.
   --out runs/s2_shape62_e200r &
 wait
 # The roll estimator in front of the stages: faces turned by any angle (uniform over the circle), both
-# detectors' boxes; it turns each box's crop upright for stage 1 (2 threads, about 35 min here).
+# detectors' boxes; it turns each box's crop upright for stage 1 (2 threads, about 30 min here).
 annotate train fit $C/helen_train_both_62.npz $C/helen_train_both_62.npz $C/lfpw_train_both_62.npz \
   $C/lfpw_train_both_62.npz $C/ytf_train_both_62.npz \
   --val $C/helen_holdout_both_62.npz --val $C/lfpw_holdout_both_62.npz \

@@ -6,8 +6,8 @@ min_score, device, threads)``: ``hog`` (dlib's HOG frontal face detector) and ``
 so one scan schedule (:func:`plan_scan`) serves both.
 
 Both find faces within about 60 degrees of upright. ``orientation="any"`` also scans the photo turned
-by 90, 180 and 270 degrees, at half the resolution of the upright scan (faces twice the smallest size:
-a quarter of the cost each), and keeps one box per face across the turns (:func:`merge`).
+by 90, 180 and 270 degrees, at 1/:data:`TURNED_MIN_FACE` of the resolution of the upright scan (about 0.7
+of its cost each), and keeps one box per face across the turns (:func:`merge`).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ WINDOW = 80  # box side (px of the scanned image) of the smallest face either de
 DEFAULT_MIN_FACE = 40  # px: what upsample 1 on the whole photo looks for (the default before --min-face)
 DEFAULT_MIN_FACE_SHARE = 25  # the default looks for faces of at least 1/25 of the shorter side
 ORIENTATIONS = ("upright", "any")
-TURNED_MIN_FACE = 2  # the turned scans look for faces this many times the upright scan's smallest
+TURNED_MIN_FACE = 1.2  # the turned scans look for faces this many times the upright scan's smallest
 SAME_FACE_IOU, SAME_FACE_COVER = 0.3, 0.6  # boxes of one face across turns (see merge)
 
 
