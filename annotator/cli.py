@@ -72,7 +72,7 @@ def _names_command(args: list[str]) -> bool:
     if not os.path.exists(first) or not rest or rest[0] in ("-h", "--help"):
         return True
     if first == "train":
-        return rest[0] in ("prepare", "fit", "evaluate", "calibrate", "export")
+        return rest[0] in ("prepare", "fit", "evaluate", "calibrate", "export", "adapt")
     return first in ("review", "export") and os.path.isdir(rest[0])
 
 

@@ -16,7 +16,7 @@ from annotator.cli import JOBS_HELP, check_jobs
 
 @click.group()
 def train() -> None:
-    """Prepare data, train, evaluate against dlib and export the network."""
+    """Prepare data, train, evaluate against dlib, export the network, and adapt it to checked faces."""
 
 
 def _require_sets(folders: tuple[str, ...], holdout_of: tuple[str, ...]) -> None:
@@ -172,3 +172,56 @@ def export(runs, dest, no_flip) -> None:
         raise click.UsageError("--dest is required: the tool is installed, not run from a source checkout, "
                                "and export does not write into the installed package.")
     click.echo(f"wrote {do_export(list(runs), dest, flip=not no_flip)}")
+
+
+class _NoFaces(click.ClickException):
+    exit_code = 2  # a usage error: the FOLDER given holds nothing adapt can use
+
+
+@train.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Weights file to write.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Weights to start from (default: the packaged network).")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Passes over the faces.")
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(1), help="Faces per step.")
+@click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Peak learning rate (Adam; warm-up, then cosine decay).")
+@click.option("--l2sp", default=0.1, show_default=True, type=click.FloatRange(0),
+              help="Weight of the L2 penalty pulling the weights towards the starting ones (0: none).")
+@click.option("--mix", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A cache from 'annotate train prepare' of faces in the network's own markup (e.g. 300-W): "
+                   "a fixed sample of them trains alongside, to keep what the network knows (repeatable).")
+@click.option("--mix-ratio", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="Faces from --mix per face adapted on.")
+@click.option("--seed", default=0, show_default=True, help="Seed of shuffling, augmentation and the --mix sample.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
+              help="torch threads (part of what makes a run repeatable).")
+@click.option("--from", "run_format", type=click.Choice(["pts", "json"]), default=None,
+              help="The run to read when an output FOLDER holds a pts and a json run.")
+@click.option("-j", "--jobs", default=1, show_default=True, callback=check_jobs,
+              help="Processes that read, detect and crop the faces; negative: all cores but |N| - 1.")
+def adapt(folders, out, weights, mix, run_format, jobs, **options) -> None:
+    """Fine-tune the network on the faces of FOLDERS and write it to --out.
+
+    FOLDERS: 300-W style folders (photo and .pts of the same stem; boxes from annotate's default
+    detector) or annotate output folders (faces.csv), of which only the faces a person checked
+    (accepted or moved) are used. A held-out part of the faces refits expected_error.
+    """
+    from annotator.checkpoint import DEFAULT_WEIGHTS
+
+    from .adapt import AdaptError
+    from .adapt import adapt as run
+    command = "annotate train adapt " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    try:
+        result = run(list(folders), out, weights or DEFAULT_WEIGHTS, mix=list(mix), jobs=jobs,
+                     run_format=run_format, command=command, **options)
+    except AdaptError as e:
+        raise _NoFaces(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: nothing written to {out}", err=True)
+        sys.exit(130)
+    held = result["held_out"] and (f"; error on the {result['held_out']} held-out faces "
+                                   f"{result['held_out_error_before']:.2%} -> {result['held_out_error']:.2%}")
+    click.echo(f"adapted on {result['faces']} faces{held or ''}; {result['seconds']:.0f} s -> {out}", err=True)
+    click.echo(json.dumps(result))

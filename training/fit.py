@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch
     history = _resume(out / "last.pt", net, opt, config)
     bases = base_affines(data, frame, _template(net))
     for epoch in range(len(history), epochs):
-        row = {"epoch": epoch + 1, "loss": _train_epoch(net, opt, data, bases, epoch, config)}
+        row = {"epoch": epoch + 1, "loss": train_epoch(net, opt, data, bases, epoch, config)}
         if val_data is not None and frame == "roll":
             row.update(roll_errors(net, val_data))
         elif val_data is not None:
@@ -135,9 +136,12 @@ def _resume(last: Path, net: LandmarkNet, opt: torch.optim.Optimizer, config: di
     return state["meta"]["history"]
 
 
-def _train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases: np.ndarray, epoch: int,
-                 config: dict) -> float:
-    """One pass over ``data`` with the options of ``config`` (as recorded in the run); the mean loss."""
+def train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases: np.ndarray, epoch: int,
+                config: dict, penalty: Callable[[], torch.Tensor] | None = None) -> float:
+    """One pass over ``data`` with the options of ``config`` (as recorded in the run); the mean point loss.
+
+    ``penalty`` (e.g. adapt's pull towards the starting weights) is added to each step's loss.
+    """
     batch, epochs, peak = config["batch"], config["epochs"], config["lr"]
     steps_per_epoch = len(data["crops"]) // batch
     total, warmup = epochs * steps_per_epoch, max(1, steps_per_epoch * epochs // 30)
@@ -156,7 +160,7 @@ def _train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases
         else:
             value = loss_fn(config["loss"], net(x, head if heads > 1 else None), y, data["size"])
         opt.zero_grad()
-        value.backward()
+        (value + penalty() if penalty is not None else value).backward()
         opt.step()
         losses.append(value.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
