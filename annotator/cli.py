@@ -45,7 +45,7 @@ class AnnotateGroup(click.Group):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "PATH... --out DIR [OPTIONS]")
         for line in ("review DIR --worst N --out SHEET | --serve", "export DIR --to coco|dlib-xml|300w --out FILE",
-                     "train prepare|fit|calibrate|evaluate|export ..."):
+                     "train prepare|fit|adapt|calibrate|evaluate|export ..."):
             formatter.write_usage(ctx.command_path, line, prefix="       ")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -8,6 +8,8 @@ ground-truth points, *usable* when it is found and its error (DESIGN.md's metric
     python benchmarks/rotation.py ../shared/data --out reports/rotation [--limit 100] [-j 2]
     python benchmarks/rotation.py --pipelines dlib --out reports/rotation_dlib   # one pipeline, then:
     python benchmarks/rotation.py --pipelines ours-any ours-upright --include reports/rotation_dlib/rotation.json
+    python benchmarks/rotation.py --sets AFW --out reports/rotation_afw   # one set, then the others with
+    python benchmarks/rotation.py --sets "HELEN slice" ... --include reports/rotation_afw/rotation.json
 
 Pipelines: ``ours-any`` (annotate's default: CNN detector, --orientation any, our network),
 ``ours-upright`` (--orientation upright), ``dlib`` (dlib's HOG detector and its 68-point model).
@@ -37,12 +39,13 @@ PIPELINES = {"ours-any": (View(detector="cnn", orientation="any"), "network"),
              "dlib": (View(detector="hog", orientation="upright"), "dlib")}
 
 
-def sweep(data: Path, weights: str, angles: list[float], pipelines: list[str], limit: int | None, jobs: int
-          ) -> tuple[list[dict], dict[str, list]]:
+def sweep(data: Path, weights: str, angles: list[float], pipelines: list[str], limit: int | None, jobs: int,
+          sets: list[str]) -> tuple[list[dict], dict[str, list]]:
     """One row per (set, pipeline, angle): faces, found, usable, mean error of the found faces."""
     rows, faces = [], {"set": [], "angle": [], "error": [], "expected": []}
     model = cached_landmarker("network", weights).meta.get("error_model")
-    for name, (folder, part) in SETS.items():
+    for name in sets:
+        folder, part = SETS[name]
         for pipeline in pipelines:
             view, kind = PIPELINES[pipeline]
             methods = {kind: (kind, weights if kind == "network" else None)}
@@ -123,15 +126,16 @@ def main() -> None:
     parser.add_argument("--angles", type=float, nargs="+", default=[0, 45, 90, 135, 180])
     parser.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=list(PIPELINES))
     parser.add_argument("--limit", type=int, default=None, help="About this many faces per set (every k-th).")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--out", type=Path, default=Path("reports/rotation"))
     parser.add_argument("--plot", type=Path, default=Path("docs/rotation.png"))
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="rotation.json of earlier runs whose rows (other pipelines) join the table and plot")
     parser.add_argument("-j", "--jobs", type=int, default=2)
     args = parser.parse_args()
-    rows, faces = sweep(args.data, args.weights, args.angles, args.pipelines, args.limit, args.jobs)
-    rows += [r for path in args.include for r in json.loads(path.read_text())["rows"]
-             if r["pipeline"] not in args.pipelines]
+    rows, faces = sweep(args.data, args.weights, args.angles, args.pipelines, args.limit, args.jobs, args.sets)
+    rows = [r for path in args.include for r in json.loads(path.read_text())["rows"]
+            if r["pipeline"] not in args.pipelines or r["set"] not in args.sets] + rows
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"rows": rows, "flags": flags(faces) if faces["error"] else None, "limit": args.limit}
     (args.out / "rotation.json").write_text(json.dumps(report, indent=1))
