@@ -9,7 +9,7 @@ import torch
 
 from annotator.detectors import detect, face_containing
 from annotator.images import read_image
-from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
+from annotator.landmarks import DEFAULT_WEIGHTS, N_FEATURES, NetworkLandmarker
 from conftest import annotate
 from annotator.training.groundtruth import labelled_images, photo_of, read_68
 from annotator.training.metrics import normalised_errors, spearman, worst_caught
@@ -51,7 +51,7 @@ def test_calibrate_stores_an_error_model_in_the_weights(photos, tmp_path):
     shutil.copy(DEFAULT_WEIGHTS, weights)
     annotate("train", "calibrate", weights, photos, "-j", "1")
     model = torch.load(weights, weights_only=True)["meta"]["error_model"]
-    assert model["faces"] == 4 and len(model["coef"]) == 3
+    assert model["faces"] == 4 and len(model["coef"]) == N_FEATURES  # error_features and roll_features
     net = NetworkLandmarker(weights)
     expected, true = [], []
     for image_path, pts in labelled_images(photos):

@@ -121,7 +121,7 @@ def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | N
         turned = plan_scan(height, width, min_face=scan.min_face * TURNED_MIN_FACE, max_side=max_side)
         copy = _scan_copy(image_bgr, turned.scale)
         for k in (1, 2, 3):
-            found = find(np.ascontiguousarray(np.rot90(copy, k)), turned.upsample, threshold, device, threads)
+            found = find(np.rot90(copy, k).copy(), turned.upsample, threshold, device, threads)
             faces += [Face(unscale_box(turn_back(box, k, copy.shape), turned.scale), score, detector)
                       for box, score in found]
         faces = merge(faces)

@@ -190,7 +190,7 @@ def _write_json_face(path: Path, row: dict[str, str], points: np.ndarray | None,
     if points is not None:
         face = _json_face(path, row) or {"box": _box(row), "score": float(row["score"]), "detector": row["detector"],
                                          "expected_error": float(row["expected_error"]) if row["expected_error"]
-                                         else None}
+                                         else None, "roll": float(row["roll"]) if row.get("roll") else None}
         landmarks = [[round(float(x), 3), round(float(y), 3)] for x, y in points]
         faces.append({**face, "landmarks": landmarks, "checked": check})
         faces.sort(key=lambda f: -f["score"])
