@@ -174,8 +174,8 @@ def export(runs, dest, no_flip) -> None:
     click.echo(f"wrote {do_export(list(runs), dest, flip=not no_flip)}")
 
 
-class _NoFaces(click.ClickException):
-    exit_code = 2  # a usage error: the FOLDER given holds nothing adapt can use
+class _Unusable(click.ClickException):
+    exit_code = 2  # a usage error: a FOLDER (or a --mix cache) holds nothing adapt can use
 
 
 @train.command()
@@ -199,7 +199,7 @@ class _NoFaces(click.ClickException):
               help="torch threads (part of what makes a run repeatable).")
 @click.option("--from", "run_format", type=click.Choice(["pts", "json"]), default=None,
               help="The run to read when an output FOLDER holds a pts and a json run.")
-@click.option("-j", "--jobs", default=1, show_default=True, callback=check_jobs,
+@click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs,
               help="Processes that read, detect and crop the faces; negative: all cores but |N| - 1.")
 def adapt(folders, out, weights, mix, run_format, jobs, **options) -> None:
     """Fine-tune the network on the faces of FOLDERS and write it to --out.
@@ -217,7 +217,7 @@ def adapt(folders, out, weights, mix, run_format, jobs, **options) -> None:
         result = run(list(folders), out, weights or DEFAULT_WEIGHTS, mix=list(mix), jobs=jobs,
                      run_format=run_format, command=command, **options)
     except AdaptError as e:
-        raise _NoFaces(str(e)) from None
+        raise _Unusable(str(e)) from None
     except KeyboardInterrupt:
         click.echo(f"interrupted: nothing written to {out}", err=True)
         sys.exit(130)
