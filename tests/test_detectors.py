@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from annotator.crop import face_roll
-from annotator.detectors import same_face, cnn, detect, hog
+from annotator.detectors import Face, cnn, detect, face_containing, hog, same_face
 from annotator.detectors.mmod import MMODDetector
 from annotator.formats import read_pts
 from annotator.training.groundtruth import turned
@@ -89,7 +89,7 @@ def test_a_face_turned_by_any_quarter_gets_usable_points_and_its_roll(data, tmp_
         annotate(tmp_path / "turned.png", "--out", tmp_path / orientation, "--format", "json", "-j", "1",
                  "--orientation", orientation, detector=None)
     found = {o: face_at(json.loads((tmp_path / o / "turned.json").read_text())["faces"], truth)
-             for o in ("any", "upright")}
+             for o in ("any", "upright")}  # the face whose box contains the ground truth's centre
     assert found["any"] is not None
     error = normalised_errors(np.array([found["any"]["landmarks"]]), truth[None])[0]
     assert error < 0.05 and found["any"]["expected_error"] < 0.08
@@ -100,6 +100,7 @@ def test_a_face_turned_by_any_quarter_gets_usable_points_and_its_roll(data, tmp_
 
 
 def face_at(faces: list[dict], truth: np.ndarray) -> dict | None:
-    """The face whose box contains the centre of the ground-truth points."""
-    cx, cy = (truth.min(0) + truth.max(0)) / 2
-    return next((f for f in faces if f["box"][0] <= cx <= f["box"][2] and f["box"][1] <= cy <= f["box"][3]), None)
+    """The JSON face whose box contains the centre of the ground-truth points (as ``face_containing``)."""
+    boxes = [Face(tuple(f["box"]), f["score"]) for f in faces]
+    face = face_containing(boxes, truth)
+    return None if face is None else faces[boxes.index(face)]
