@@ -105,6 +105,25 @@ class SoftArgmax(nn.Module):
         return torch.stack([(p.sum(2) * xs).sum(2), (p.sum(3) * ys).sum(2)], 2)
 
 
+class GridBackbone(nn.Module):
+    """Features on a 1/8 grid of the crop, with context from a 1/16 stage brought back up (for grid heads)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        w = width
+        self.down8 = nn.Sequential(conv_bn(3, w, 2), conv_bn(w, w), conv_bn(w, 2 * w, 2), BasicBlock(2 * w, 2 * w, 1),
+                                   BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w, 1))
+        self.down16 = nn.Sequential(BasicBlock(4 * w, 8 * w, 2), BasicBlock(8 * w, 8 * w, 1))
+        self.fuse = nn.Sequential(nn.Conv2d(12 * w, 4 * w, 1, bias=False), nn.BatchNorm2d(4 * w),
+                                  nn.ReLU(inplace=True), conv_bn(4 * w, 4 * w))
+        self.channels = 4 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x8 = self.down8(x)
+        up = nn.functional.interpolate(self.down16(x8), size=x8.shape[-2:], mode="nearest")
+        return self.fuse(torch.cat([x8, up], 1))
+
+
 ARCHITECTURES = {"onet": onet, "resnet18": resnet18, "cnn8": cnn8, "heatmap": UNetLite}
 
 
@@ -147,6 +166,45 @@ class LandmarkNet(nn.Module):
         return x[:, 0] if head is None else x[torch.arange(len(x)), head]
 
 
+class GridNet(nn.Module):
+    """Precision stage with a spatially shared output: per point, a score for each cell of a 1/8 grid of
+    the crop, a sub-cell offset and a Laplace scale in every cell (heatmap + offset, as PIPNet).
+
+    The point is the best cell's centre plus that cell's offset; the scale there is the point's
+    uncertainty. ``forward`` returns (N, 68, 3): crop-relative x, y and the log Laplace scale (crop-relative
+    units, per coordinate). ``maps`` gives the raw (N, 68, 4, H, W) grid (score, dx, dy, log scale) a head
+    trains on. Same input and normalisation buffers as :class:`LandmarkNet` (``frame`` is ``shape``).
+    """
+
+    def __init__(self, arch: str = "grid", size: int = 128, width: int = 16, hidden: int = 0,
+                 frame: str = "shape", heads: int = 1):
+        super().__init__()
+        self.config = {"arch": arch, "size": size, "width": width, "hidden": hidden, "frame": frame}
+        if heads != 1:
+            self.config["heads"] = heads
+        self.features = GridBackbone(width)
+        self.head = nn.Conv2d(self.features.channels, 4 * N_POINTS * heads, 1)
+        self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
+        self.register_buffer("std", torch.ones(1, 3, 1, 1))
+        self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
+
+    def maps(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 68, 4, H, W) grid outputs of head 0, or of ``head[i]`` for sample i."""
+        out = self.head(self.features((x - self.mean) / self.std))
+        n, _, h, w = out.shape
+        out = out.view(n, -1, N_POINTS, 4, h, w)
+        return out[:, 0] if head is None else out[torch.arange(n), head]
+
+    def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.maps(x, head)
+        n, k, _, h, w = out.shape
+        best = out[:, :, 0].flatten(2).argmax(2)  # (N, 68)
+        at = out.flatten(3).gather(3, best[:, :, None, None].expand(n, k, 4, 1))[..., 0]  # (N, 68, 4)
+        x_pos = (best % w + 0.5 + at[..., 1]) / w
+        y_pos = (torch.div(best, w, rounding_mode="floor") + 0.5 + at[..., 2]) / h
+        return torch.stack([x_pos, y_pos, at[..., 3] - torch.log(torch.tensor(float(w)))], 2)
+
+
 class RollNet(nn.Module):
     """In front of the cascade: the face's roll (in-plane rotation) from its detector box, at any angle.
 
@@ -181,5 +239,7 @@ def roll_of(points: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
 
 
 def network_for(config: dict) -> nn.Module:
-    """The network a stage's ``config`` describes (a roll estimator or a landmark stage)."""
-    return RollNet(**config) if config.get("frame") == "roll" else LandmarkNet(**config)
+    """The network a stage's ``config`` describes (a roll estimator, a landmark stage or a grid stage)."""
+    if config.get("frame") == "roll":
+        return RollNet(**config)
+    return GridNet(**config) if config.get("arch") == "grid" else LandmarkNet(**config)

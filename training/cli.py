@@ -35,9 +35,10 @@ def _require_sets(folders: tuple[str, ...], holdout_of: tuple[str, ...]) -> None
 @click.option("--part", type=click.Choice(["all", "train", "holdout"]), default="all", show_default=True,
               help="Every face, the training part, or the fixed held-out 15% of photos (by a hash of the "
                    "photo's name; a photo's faces stay together).")
-@click.option("--detector", type=click.Choice(["hog", "cnn", "both"]), default="hog", show_default=True,
+@click.option("--detector", type=click.Choice(["hog", "cnn", "both", "points"]), default="hog", show_default=True,
               help="Whose boxes to train on; with both, a face found by both enters twice (once on each box) "
-                   "and a face only one finds enters on its box.")
+                   "and a face only one finds enters on its box; points: no detection, every face on the "
+                   "square around its ground-truth points (for the precision stage, which aligns on them).")
 @click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
 def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
     """Detect and crop the faces of 300-W style FOLDERS into a cache.
@@ -47,7 +48,7 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
     from annotator.detectors import DETECTORS
 
     from .prepare import prepare as run
-    detectors = DETECTORS if detector == "both" else (detector,)
+    detectors = {"both": DETECTORS}.get(detector, (detector,))
     counts = run(list(folders), out, tuple(sizes), upsample, jobs, part, detectors)
     click.echo(f"{counts['kept']} face boxes kept, {counts['missed']} faces missed, "
                f"{counts['skipped']} files skipped (not 68 points) -> {out}")
@@ -57,9 +58,12 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--val", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Validation cache(s): mean error printed each epoch.")
-@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8", "heatmap"]), default="cnn8", show_default=True,
-              help="Network: cnn8 (eight 3x3 convolutions; the shipped one), onet (MTCNN's O-Net), resnet18, "
-                   "or heatmap (U-Net with soft-argmax; --frame shape only).")
+@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8", "heatmap", "grid"]), default="cnn8",
+              show_default=True,
+              help="Network: cnn8 (eight 3x3 convolutions; the shipped box stage), onet (MTCNN's O-Net), resnet18, "
+                   "heatmap (U-Net with soft-argmax), or grid (cell scores, offsets and Laplace scales on a 1/8 "
+                   "grid: the precision stage; trains on its own loss, --loss unused); the last two --frame "
+                   "shape only.")
 @click.option("--width", default=32, show_default=True,
               help="Channels of the network's first convolutions, doubled at each halving of the resolution "
                    "(the crop size comes from the caches).")

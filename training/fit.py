@@ -15,13 +15,13 @@ from tqdm import tqdm
 
 from annotator.checkpoint import load_run, save_run
 from annotator.crop import apply_affine, box_affine, invert_affine, to_crop_pixels
-from annotator.network import LandmarkNet, RollNet, roll_of
+from annotator.network import GridNet, LandmarkNet, RollNet, roll_of
 
 from .augment import JITTER
 from .curves import plot_history
 from .data import base_affines, batches, merge_caches
 from .metrics import normalised_errors
-from .objective import loss_fn, lr_at
+from .objective import grid_loss, loss_fn, lr_at
 
 
 def mean_shape(targets: np.ndarray, frame: str, extent: float = 0.8) -> np.ndarray:
@@ -33,11 +33,14 @@ def mean_shape(targets: np.ndarray, frame: str, extent: float = 0.8) -> np.ndarr
     return 0.5 + (mean - (lo + hi) / 2) * extent / (hi - lo).max()
 
 
-def new_network(data: dict, arch: str, width: int, frame: str, heads: int) -> LandmarkNet | RollNet:
+def new_network(data: dict, arch: str, width: int, frame: str, heads: int) -> LandmarkNet | RollNet | GridNet:
     """A network whose input normalisation and mean shape come from the training ``data``
-    (``frame`` roll: the roll estimator, whose angles are those of ``mean_shape``)."""
+    (``frame`` roll: the roll estimator, whose angles are those of ``mean_shape``; ``arch`` grid: the
+    precision stage)."""
     if frame == "roll":
         net = RollNet(arch, data["size"], width)
+    elif arch == "grid":
+        net = GridNet(arch, data["size"], width, frame=frame, heads=heads)
     else:
         net = LandmarkNet(arch, data["size"], width, frame=frame, heads=heads)
     crops = data["crops"].astype(np.float64)
@@ -61,7 +64,7 @@ def predict_cache(net: LandmarkNet, data: dict, batch: int = 256) -> np.ndarray:
     size = data["size"]
     bases = base_affines(data, net.config["frame"], _template(net))
     with torch.inference_mode():
-        rel = np.concatenate([net(x).numpy() for x, _, _ in batches(data, bases, batch, None)])
+        rel = np.concatenate([net(x)[..., :2].numpy() for x, _, _ in batches(data, bases, batch, None)])
     out = []
     for r, base, box in zip(rel.astype(np.float64), bases, data["boxes"]):
         in_context = apply_affine(invert_affine(base), to_crop_pixels(r, size))
@@ -77,8 +80,8 @@ def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
-    if arch == "heatmap" and frame != "shape":
-        raise ValueError("the heatmap network places points inside its crop only: use it with --frame shape")
+    if arch in ("heatmap", "grid") and frame != "shape":
+        raise ValueError(f"the {arch} network places points inside its crop only: use it with --frame shape")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = merge_caches(train, other)
@@ -157,6 +160,8 @@ def train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases:
             g["lr"] = lr_at(epoch * steps_per_epoch + i, total, peak, warmup)
         if config["frame"] == "roll":  # squared distance between predicted and true (cos, sin)
             value = (net(x) - roll_of(y, net.mean_shape)).pow(2).sum(1).mean()
+        elif config["arch"] == "grid":
+            value = grid_loss(net.maps(x, head if heads > 1 else None), y)
         else:
             value = loss_fn(config["loss"], net(x, head if heads > 1 else None), y, data["size"])
         opt.zero_grad()

@@ -9,7 +9,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from annotator.crop import apply_affine
+from annotator.crop import Box, apply_affine
 from annotator.detectors import Face, detect, face_containing
 from annotator.discover import IMAGE_EXTENSIONS
 from annotator.formats import read_pts
@@ -91,3 +91,21 @@ def detected_face(image_path: Path, pts_path: Path, upsample: int = 1, max_side:
     """As :func:`detected_faces`, for one detector."""
     found = detected_faces(image_path, pts_path, upsample, max_side, (detector,), turn, orientation)
     return None if found is None else (found[0], found[1][0], found[2])
+
+
+def points_box(points: np.ndarray) -> Box:
+    """The square box around the bounding box of ``points``, with its side (pixel indices, inclusive)."""
+    lo, hi = points.min(0), points.max(0)
+    half = (hi - lo).max() / 2
+    left, top = np.round((lo + hi) / 2 - half).astype(int)
+    side = max(2, int(round(2 * half)))
+    return int(left), int(top), int(left) + side - 1, int(top) + side - 1
+
+
+def points_face(image_path: Path, pts_path: Path) -> tuple[np.ndarray, list[Face], np.ndarray] | None:
+    """As :func:`detected_faces`, with the face's box from its ground-truth points (:func:`points_box`),
+    detector ``points``; no detection runs."""
+    points = read_68(pts_path)
+    if points is None:
+        return None
+    return read_image(image_path), [Face(points_box(points), 0.0, "points")], points

@@ -8,7 +8,7 @@ from joblib import Parallel, delayed
 
 from annotator.crop import crop, to_box_relative
 
-from .groundtruth import detected_faces, labelled_images
+from .groundtruth import detected_faces, labelled_images, points_face
 
 CONTEXT = 2  # cached crops are twice the box, so augmentation can shift, scale and rotate
 
@@ -16,7 +16,8 @@ CONTEXT = 2  # cached crops are twice the box, so augmentation can shift, scale 
 def _faces(image_path: Path, pts_path: Path, sizes: tuple[int, ...], upsample: int,
            detectors: tuple[str, ...]) -> list[dict]:
     """One entry per detector that found the face (its box and crops), or one saying why there is none."""
-    found = detected_faces(image_path, pts_path, upsample, detectors=detectors)
+    found = (points_face(image_path, pts_path) if detectors == ("points",)
+             else detected_faces(image_path, pts_path, upsample, detectors=detectors))
     if found is None:
         return [{"status": "skipped"}]
     image, faces, points = found
@@ -35,7 +36,9 @@ def prepare(folders: list[str], out: str | Path, sizes: tuple[int, ...] = (62,),
     """Detect, crop and cache every 68-point face under ``folders`` (one cache per crop size); returns counts.
 
     With several ``detectors`` a face enters once per detector that finds it, on that detector's box
-    (the cache's ``detectors`` array says which); it is missed when none finds it.
+    (the cache's ``detectors`` array says which); it is missed when none finds it. ``("points",)``
+    detects nothing: every face enters on the square around its ground-truth points (for the precision
+    stage, which aligns on the points anyway).
     """
     if any(s % 2 for s in sizes):
         raise ValueError("crop sizes must be even (the cached crop centres them exactly)")
