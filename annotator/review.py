@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +11,7 @@ import numpy as np
 
 from .crop import apply_affine, face_roll, invert_affine, warp
 from .draw import BOX, draw_face, face_size, marker_sizes
-from .formats import atomic_write, read_pts
+from .formats import atomic_write, json_face, read_pts
 from .images import ImageError, read_image
 from .index import INDEX, read_index
 
@@ -64,12 +63,21 @@ def face_points(out: Path, row: dict[str, str]) -> np.ndarray:
     path = out / row["output"]
     if path.suffix == ".pts":
         return read_pts(path)
+    return np.asarray(_json_face(path, row)["landmarks"], dtype=np.float64)
+
+
+def face_point_errors(out: Path, row: dict[str, str]) -> list | None:
+    """The face's 68 per-point expected errors from its JSON output (None: a .pts output, or none written)."""
+    path = out / row["output"]
+    return None if path.suffix == ".pts" else _json_face(path, row).get("point_errors")
+
+
+def _json_face(path: Path, row: dict[str, str]) -> dict:
     box = [int(row[k]) for k in ("left", "top", "right", "bottom")]
-    faces = json.loads(path.read_text(encoding="utf-8"))["faces"]
-    match = [f for f in faces if f["box"] == box]
-    if not match:
+    face = json_face(path, box)
+    if face is None:
         raise ValueError(f"{path}: no face with box {box}")
-    return np.asarray(match[0]["landmarks"], dtype=np.float64)
+    return face
 
 
 def listing(out: Path, rows: list[dict[str, str]]) -> str:
@@ -85,8 +93,9 @@ def tile(out: Path, row: dict[str, str], upright: bool = False) -> np.ndarray:
     canvas = np.full((TILE + LABEL, TILE, 3), BACKGROUND, np.uint8)
     try:
         points = None if row["checked"] == "not a face" else face_points(out, row)
+        unsure = None if points is None else face_point_errors(out, row)
         roll = face_roll(points) if upright and points is not None else 0.0
-        canvas[:TILE] = _crop(read_image(row["input_path"]), points, row, roll)
+        canvas[:TILE] = _crop(read_image(row["input_path"]), points, row, roll, unsure)
     except (OSError, ImageError, ValueError) as e:
         _text(canvas, f"cannot show: {type(e).__name__}", 0.5 * TILE)
     _text(canvas, Path(row["output"]).name + (f" ({row['checked']})" if row["checked"] else ""), TILE + 14)
@@ -94,9 +103,10 @@ def tile(out: Path, row: dict[str, str], upright: bool = False) -> np.ndarray:
     return canvas
 
 
-def _crop(image: np.ndarray, points: np.ndarray | None, row: dict[str, str], roll: float = 0.0) -> np.ndarray:
+def _crop(image: np.ndarray, points: np.ndarray | None, row: dict[str, str], roll: float = 0.0,
+          point_errors: list | None = None) -> np.ndarray:
     """A TILE x TILE square around the points (if any) and the box, turned clockwise by ``roll`` degrees
-    (the face's roll: upright), grey outside the image, points and box drawn."""
+    (the face's roll: upright), grey outside the image, points (the least sure ringed) and box drawn."""
     left, top, right, bottom = (float(row[k]) for k in ("left", "top", "right", "bottom"))
     box = np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
     a = np.radians(roll)
@@ -115,7 +125,7 @@ def _crop(image: np.ndarray, points: np.ndarray | None, row: dict[str, str], rol
         shown = apply_affine(m, points)
         cv2.polylines(crop, [np.round(apply_affine(m, box)).astype(np.int32)], True,
                       BOX.get(row["detector"], BOX["hog"]), marker_sizes(face_size(shown))[1], cv2.LINE_AA)
-        draw_face(crop, shown, None, row["detector"])
+        draw_face(crop, shown, None, row["detector"], point_errors)
     return crop
 
 

@@ -125,11 +125,12 @@ def _annotate(item: Item, opts: Options) -> Result:
     faces = detect(image, opts.upsample, opts.max_side, opts.max_faces, opts.min_face, opts.min_score,
                    opts.detector, opts.device, opts.threads, opts.orientation)
     landmarker = cached_landmarker(opts.landmarker, opts.weights, opts.flip, opts.device)
-    points, errors = landmarker.predict_with_error([image], [[f.box for f in faces]])
+    points, errors, point_errors = landmarker.predict_with_error([image], [[f.box for f in faces]])
     rolls = [face_roll(p) for p in points]
+    per_point = [None] * len(faces) if point_errors is None else point_errors
     if opts.format == "json":
         records = [{"box": f.box, "score": f.score, "detector": f.detector, "expected_error": e, "roll": r,
-                    "landmarks": p} for f, p, e, r in zip(faces, points, errors, rolls)]
+                    "landmarks": p, "point_errors": q} for f, p, e, r, q in zip(faces, points, errors, rolls, per_point)]
         outputs = [item.output(opts.out, ".json")] * max(len(faces), 1)
         atomic_write(outputs[0], json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records),
                      opts.out / TMP_DIR)
@@ -140,7 +141,7 @@ def _annotate(item: Item, opts: Options) -> Result:
             atomic_write(path, pts_text(p), opts.out / TMP_DIR)
         _remove_stale_pts(item, opts.out, len(points))
     if opts.preview:
-        atomic_write(item.output(opts.preview, ".jpg"), _preview(image, faces, points))
+        atomic_write(item.output(opts.preview, ".jpg"), _preview(image, faces, points, per_point))
     rows = image_rows(item, [o.relative_to(opts.out).as_posix() for o in outputs], faces, errors, rolls)
     return Result(item.key, faces=len(faces), rows=rows)
 
@@ -167,10 +168,10 @@ def _remove_unwritten(out: Path, outputs: set[str]) -> None:
         (out / output).unlink(missing_ok=True)
 
 
-def _preview(image: np.ndarray, faces, points: np.ndarray) -> bytes:
+def _preview(image: np.ndarray, faces, points: np.ndarray, point_errors: list) -> bytes:
     canvas = image.copy()
-    for f, pts in zip(faces, points):
-        draw_face(canvas, pts, f.box, f.detector)
+    for f, pts, per_point in zip(faces, points, point_errors):
+        draw_face(canvas, pts, f.box, f.detector, per_point)
     return cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 

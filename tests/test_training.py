@@ -83,3 +83,28 @@ def test_shipped_weights_near_ground_truth(data):
             errors.append(normalised_errors(net.predict(image, [face.box]), truth[None])[0])
     assert len(errors) >= 6
     assert np.mean(errors) < 0.06, errors
+
+
+def test_grid_stage_writes_per_point_errors(photos, tmp_path):
+    """A grid precision stage trained on ground-truth boxes (prepare --detector points) joins the shipped
+    cascade; its per-point uncertainty reaches the JSON output, calibrate and evaluate."""
+    cache = tmp_path / "points.npz"
+    out = annotate("train", "prepare", photos, "--out", cache, "--size", "32", "--detector", "points", "-j", "1").stdout
+    assert "4 face boxes kept, 0 faces missed" in out
+    assert list(load_cache(cache)["detectors"]) == ["points"] * 4
+    run = tmp_path / "grid"
+    annotate("train", "fit", cache, "--val", cache, "--out", run, "--epochs", "2", "--batch", "2", "--width", "4",
+             "--frame", "shape", "--arch", "grid")
+    assert all(np.isfinite(h["val_mean_error"]) for h in json.loads((run / "history.json").read_text()))
+    weights = tmp_path / "three.pt"
+    annotate("train", "export", DEFAULT_WEIGHTS, run, "--dest", weights)
+    annotate("train", "calibrate", weights, photos, "-j", "1")
+    assert torch.load(weights, weights_only=True)["meta"]["error_model"]["point_scale"] > 0
+    annotate(photos, "--out", tmp_path / "json", "--format", "json", "--weights", weights)
+    faces = [f for p in (tmp_path / "json").glob("*.json") for f in json.loads(p.read_text())["faces"]]
+    assert len(faces) >= 4
+    assert all(len(f["point_errors"]) == 68 and min(f["point_errors"]) > 0 for f in faces)
+    report = tmp_path / "report"
+    annotate("train", "evaluate", weights, photos, "--out", report, "-j", "1")
+    (folder,) = json.loads((report / "report.json").read_text())["sets"].values()
+    assert -1 <= folder["point_errors"]["within_faces"] <= 1 and folder["point_errors"]["mean_expected_over_true"] > 0

@@ -31,7 +31,7 @@ from annotator.network import LandmarkNet
 
 from .calibrate import fit_error_model
 from .data import base_affines, merge_caches
-from .fit import train_epoch
+from .fit import deterministic, train_epoch
 from .groundtruth import labelled_images, photo_of, read_68
 from .metrics import normalised_errors, spearman
 from .prepare import CONTEXT
@@ -210,7 +210,7 @@ def held_out_errors(weights: str | Path, faces: list[dict]) -> tuple[np.ndarray,
     """The (N,) errors of the network ``weights`` on ``faces`` (as annotate runs it) and its (N, k) error
     features (``NetworkLandmarker.predict_with_features``)."""
     net = NetworkLandmarker(weights)
-    points, features = zip(*(net.predict_with_features([image], [boxes]) for image, boxes in _photos(faces)))
+    points, features, _ = zip(*(net.predict_with_features([image], [boxes]) for image, boxes in _photos(faces)))
     errors = normalised_errors(np.concatenate(points), np.stack([f["points"] for f in faces]))
     return errors, np.concatenate(features)
 
@@ -252,7 +252,7 @@ def adapt(folders: list[str | Path], out: str | Path, weights: str | Path = chec
     """
     started = time.time()
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    deterministic()
     torch.set_num_threads(threads)
     ckpt = checkpoint.load(weights)
     stages, fits = ckpt["stages"], ckpt.get("meta", {}).get("stages", [])

@@ -52,7 +52,9 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
               jobs: int = -1, turns: tuple[float, ...] = (0.0,), detector: str = "hog",
               orientation: str = "upright", faces_out: str | Path | None = None) -> dict:
     """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``), each photo turned
-    by each of ``turns`` degrees and scanned by ``detector`` in ``orientation``; store it in ``weights``."""
+    by each of ``turns`` degrees and scanned by ``detector`` in ``orientation``; store it in ``weights``.
+
+    With a grid stage last, also the factor taking its per-point spreads to per-point expected errors."""
     methods = {"network": ("network", str(weights))}
     sets = data_sets(folders, holdout_of)
     faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation))
@@ -63,6 +65,9 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
     if faces_out:  # for refitting or studying the model without collecting the faces again
         np.savez(faces_out, features=features, errors=errors)
     model = fit_error_model(features, errors)
+    if "spreads" in faces[0]:  # per-point values in the metric's units: mean expected = mean true
+        spreads = np.concatenate([f["spreads"] for f in faces])
+        model["point_scale"] = float(np.concatenate([f["point_errors"] for f in faces]).mean() / spreads.mean())
     model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets], turns=list(turns),
                  detector=detector, orientation=orientation,
                  spearman_on_fit=spearman(expected_error(features, model), errors))

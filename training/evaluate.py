@@ -10,10 +10,11 @@ from joblib import Parallel, delayed
 
 from annotator.detectors import DETECTORS, TRAINING_DETECTOR, detect, face_containing
 from annotator.images import read_image
-from annotator.landmarks import cached_landmarker, expected_error
+from annotator.landmarks import cached_landmarker, expected_error, point_errors
 
 from .groundtruth import data_sets, detected_face, labelled_images, read_68
-from .metrics import THRESHOLD, ced, normalised_errors, spearman, summarise, worst_caught
+from .metrics import (THRESHOLD, ced, normalised_errors, normalised_point_errors, point_rank_agreement, spearman,
+                      summarise, worst_caught)
 
 LABELS = {"network": "ours (network)", "dlib": "dlib shape_predictor_68 (shipped)",
           "dlib-trained": "dlib's trainer on our training data"}
@@ -41,8 +42,10 @@ def _evaluate_image(image_path: Path, pts_path: Path, methods: dict[str, tuple[s
     for method, (kind, weights) in methods.items():
         landmarker = cached_landmarker(kind, weights)
         if kind == "network":
-            points, features = landmarker.predict_with_features([image], [[face.box]])
+            points, features, spreads = landmarker.predict_with_features([image], [[face.box]])
             row["features"] = features[0]
+            if spreads is not None:
+                row["spreads"] = spreads[0]
         else:
             points = landmarker.predict(image, [face.box])
         row[method] = points[0]
@@ -66,8 +69,11 @@ def collect(folder: str, part: str, methods: dict[str, tuple[str, str | None]], 
         return out
     truth = np.stack([r["truth"] for r in kept])
     out["errors"] = {m: normalised_errors(np.stack([r[m] for r in kept]), truth) for m in methods}
-    if "features" in kept[0]:
-        out["features"] = np.stack([r["features"] for r in kept])
+    for key in ("features", "spreads"):
+        if key in kept[0]:
+            out[key] = np.stack([r[key] for r in kept])
+    if "spreads" in out:  # each point's own error, in the metric's units
+        out["point_errors"] = normalised_point_errors(np.stack([r["network"] for r in kept]), truth)
     return out
 
 
@@ -129,6 +135,11 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
             "expected_error": {"spearman": spearman(expected, errors["network"]),
                                "worst_10pc_caught": worst_caught(expected, errors["network"]),
                                "mean_expected": float(expected.mean())}}
+        if "spreads" in faces:  # the grid stage's per-point uncertainty
+            per_point = point_errors(faces["spreads"], error_model)
+            report["sets"][name]["point_errors"] = {
+                **point_rank_agreement(per_point, faces["point_errors"]),
+                "mean_expected_over_true": float(per_point.mean() / faces["point_errors"].mean())}
         if detectors:
             report["sets"][name]["detectors"] = compare_detectors(folder, part, str(weights), upsample, max_side,
                                                                   jobs)
@@ -155,11 +166,14 @@ def markdown_table(report: dict) -> str:
                 lines.append(f"| {name} | {m} | {r['faces']} | {s['detector_missed']} | {r['auc']:.4f} | "
                              f"{r['mean']:.4f} | {r['mean'] / s['dlib']['mean']:.2f}x | {r['median']:.4f} | "
                              f"{r['failure_rate']:.2%} |")
-    lines += ["", "| data set | Spearman (expected vs true error) | worst 10% caught by top-10% expected |",
-              "|---|---|---|"]
+    lines += ["", "| data set | Spearman (expected vs true error) | worst 10% caught by top-10% expected | "
+              "mean expected / true | per point: Spearman within faces / across faces, mean expected / true |",
+              "|---|---|---|---|---|"]
     for name, s in report["sets"].items():
-        e = s["expected_error"]
-        lines.append(f"| {name} | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} |")
+        e, p = s["expected_error"], s.get("point_errors")
+        points = f"{p['within_faces']:.3f} / {p['across_faces']:.3f}, {p['mean_expected_over_true']:.2f}" if p else "-"
+        lines.append(f"| {name} | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} | "
+                     f"{e['mean_expected'] / s['network']['mean']:.2f} | {points} |")
     compared = {name: s["detectors"] for name, s in report["sets"].items() if "detectors" in s}
     if compared:
         lines += ["", "| data set | faces | found by both | mean error on HOG / CNN boxes | CNN / HOG "

@@ -43,11 +43,24 @@ def new_network(data: dict, arch: str, width: int, frame: str, heads: int) -> La
         net = GridNet(arch, data["size"], width, frame=frame, heads=heads)
     else:
         net = LandmarkNet(arch, data["size"], width, frame=frame, heads=heads)
-    crops = data["crops"].astype(np.float64)
-    net.mean.copy_(torch.tensor(crops.mean((0, 1, 2))).view(1, 3, 1, 1))
-    net.std.copy_(torch.tensor(crops.std((0, 1, 2))).view(1, 3, 1, 1))
+    mean, std = channel_stats(data["crops"])
+    net.mean.copy_(torch.tensor(mean).view(1, 3, 1, 1))
+    net.std.copy_(torch.tensor(std).view(1, 3, 1, 1))
     net.mean_shape.copy_(torch.tensor(mean_shape(data["targets"], frame)))
     return net
+
+
+def channel_stats(crops: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of (N, H, W, 3) uint8 crops, in float64, a chunk at a time
+    (a float64 copy of all 128-px crops would take 10 GB)."""
+    total, squares = np.zeros(3), np.zeros(3)
+    for i in range(0, len(crops), chunk):
+        x = crops[i:i + chunk].astype(np.float64)
+        total += x.sum((0, 1, 2))
+        squares += (x * x).sum((0, 1, 2))
+    n = crops.size / 3
+    mean = total / n
+    return mean, np.sqrt(squares / n - mean * mean)
 
 
 def _template(net: LandmarkNet) -> np.ndarray:
@@ -72,13 +85,20 @@ def predict_cache(net: LandmarkNet, data: dict, batch: int = 256) -> np.ndarray:
     return np.stack(out)
 
 
+def deterministic() -> None:
+    """Deterministic kernels only; without filling new tensors with NaN first (what correct kernels never
+    read: a quarter of a training step's time on CPU, and no change to the results)."""
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch: str = "cnn8",
         width: int = 32, epochs: int = 60, batch: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
         loss: str = "mse", seed: int = 0, threads: int = 2, augment: bool = True, frame: str = "box",
         other: list[str] = (), occlude: float = 0.0, command: str = "") -> dict:
     """Train on caches ``train``; writes RUN/last.pt (resumable), history.json and curves.png."""
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    deterministic()
     torch.set_num_threads(threads)
     if arch in ("heatmap", "grid") and frame != "shape":
         raise ValueError(f"the {arch} network places points inside its crop only: use it with --frame shape")
@@ -160,7 +180,7 @@ def train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases:
             g["lr"] = lr_at(epoch * steps_per_epoch + i, total, peak, warmup)
         if config["frame"] == "roll":  # squared distance between predicted and true (cos, sin)
             value = (net(x) - roll_of(y, net.mean_shape)).pow(2).sum(1).mean()
-        elif config["arch"] == "grid":
+        elif net.config["arch"] == "grid":
             value = grid_loss(net.maps(x, head if heads > 1 else None), y)
         else:
             value = loss_fn(config["loss"], net(x, head if heads > 1 else None), y, data["size"])

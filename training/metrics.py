@@ -6,11 +6,23 @@ import numpy as np
 THRESHOLD = 0.08
 
 
+def normalised_point_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(N, 68) point distances / sqrt(w * h) of the ground-truth points' bounding box."""
+    span = truth.max(1) - truth.min(1)
+    return np.linalg.norm(pred - truth, axis=2) / np.sqrt(span[:, 0] * span[:, 1])[:, None]
+
+
 def normalised_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-face mean point distance / sqrt(w * h) of the ground-truth points' bounding box."""
-    span = truth.max(1) - truth.min(1)
-    norm = np.sqrt(span[:, 0] * span[:, 1])
-    return np.linalg.norm(pred - truth, axis=2).mean(1) / norm
+    return normalised_point_errors(pred, truth).mean(1)
+
+
+def point_rank_agreement(expected: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """How well (N, 68) per-point ``expected`` errors rank the ``true`` ones: Spearman within each face
+    (points ranked), averaged over faces, and for each point across faces (faces ranked), averaged over
+    points."""
+    return {"within_faces": float(np.mean([spearman(e, t) for e, t in zip(expected, true)])),
+            "across_faces": float(np.mean([spearman(e, t) for e, t in zip(expected.T, true.T)]))}
 
 
 def ced(errors: np.ndarray, threshold: float = THRESHOLD, steps: int = 801) -> tuple[np.ndarray, np.ndarray]:

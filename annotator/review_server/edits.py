@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..crop import face_roll
-from ..formats import atomic_write, pts_text, read_pts
+from ..draw import unsure_points
+from ..formats import atomic_write, json_face, pts_text, read_pts
 from ..index import COLUMNS, face_id, read_index, write_index
 from ..review import ranked_faces
 from . import photos
@@ -62,15 +63,23 @@ class Faces:
 
     def face(self, face: str) -> dict:
         """A face with its 0-based points (the run's own once it is marked "not a face", when known),
-        whether its output holds them (``present``), its version, and its ``roll`` from those points
-        (degrees counter-clockwise on screen: the page turns the face upright by it)."""
+        whether its output holds them (``present``), its version, its ``roll`` from those points
+        (degrees counter-clockwise on screen: the page turns the face upright by it) and the indices of
+        its ``unsure`` points (:func:`annotator.draw.unsure_points`)."""
         row = self.row(face)
         with self._lock:
             points, version = self._current(row)
             shown = points if points is not None else self._original(face, row, None)
         return {**_summary(face, row), "box": [int(row[k]) for k in ("left", "top", "right", "bottom")],
                 "points": None if shown is None else shown.tolist(), "present": points is not None,
-                "version": version, "roll": 0.0 if shown is None else face_roll(shown)}
+                "version": version, "roll": 0.0 if shown is None else face_roll(shown),
+                "unsure": self._unsure(row)}
+
+    def _unsure(self, row: dict[str, str]) -> list[int]:
+        """The points the network was least sure of (its JSON output's ``point_errors``; none for .pts)."""
+        path = self.out / row["output"]
+        record = _json_face(path, row) if path.suffix == ".json" else None
+        return unsure_points(record.get("point_errors") if record else None)
 
     def save(self, face: str, base: str, action: str, points: list | None = None) -> dict:
         """Check ``face`` with ``action`` (accept ``points``, or mark it "not a face" or "unusable"), if it is
@@ -175,11 +184,7 @@ def _box(row: dict[str, str]) -> list[int]:
 
 def _json_face(path: Path, row: dict[str, str]) -> dict | None:
     """The face's record in its image's JSON file (matched by box), None if it is not there."""
-    try:
-        faces = json.loads(path.read_text(encoding="utf-8"))["faces"]
-    except FileNotFoundError:
-        return None
-    return next((f for f in faces if f["box"] == _box(row)), None)
+    return json_face(path, _box(row))
 
 
 def _write_json_face(path: Path, row: dict[str, str], points: np.ndarray | None, check: str) -> None:

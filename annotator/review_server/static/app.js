@@ -170,7 +170,9 @@ function render() {
       element(closed ? "polygon" : "polyline", {class: "line", points: line, "data-part": part}, scene);
     });
   }
-  points.forEach(([x, y], i) => element("circle", {class: edit.placed.has(i) ? "point placed" : "point",
+  const unsure = new Set(face.unsure || []);
+  points.forEach(([x, y], i) => element("circle", {class: "point" + (edit.placed.has(i) ? " placed" : "") +
+                                                          (unsure.has(i) ? " unsure" : ""),
                                                    cx: x + 0.5, cy: y + 0.5, r: RADIUS / zoom.scale,
                                                    "data-point": i}, scene));
   header();
