@@ -10,6 +10,7 @@ ground-truth points, *usable* when it is found and its error (DESIGN.md's metric
     python benchmarks/rotation.py --pipelines ours-any ours-upright --include reports/rotation_dlib/rotation.json
     python benchmarks/rotation.py --sets AFW --out reports/rotation_afw   # one set, then the others with
     python benchmarks/rotation.py --sets "HELEN slice" ... --include reports/rotation_afw/rotation.json
+    python benchmarks/rotation.py --occlude 0.4 --out reports/occluded --plot docs/rotation_occluded.png
 
 Pipelines: ``ours-any`` (annotate's default: CNN detector, --orientation any, our network),
 ``ours-upright`` (--orientation upright), ``dlib`` (dlib's HOG detector and its 68-point model).
@@ -40,7 +41,7 @@ PIPELINES = {"ours-any": (View(detector="cnn", orientation="any"), "network"),
 
 
 def sweep(data: Path, weights: str, angles: list[float], pipelines: list[str], limit: int | None, jobs: int,
-          sets: list[str]) -> tuple[list[dict], dict[str, list]]:
+          sets: list[str], occlude: float = 0.0) -> tuple[list[dict], dict[str, list]]:
     """One row per (set, pipeline, angle): faces, found, usable, mean error of the found faces."""
     rows, faces = [], {"set": [], "angle": [], "error": [], "expected": []}
     model = cached_landmarker("network", weights).meta.get("error_model")
@@ -51,7 +52,7 @@ def sweep(data: Path, weights: str, angles: list[float], pipelines: list[str], l
             methods = {kind: (kind, weights if kind == "network" else None)}
             for angle in angles:
                 got = collect(str(data / folder), part, methods, jobs=jobs, limit=limit,
-                              view=View(angle, view.detector, view.orientation))
+                              view=View(angle, view.detector, view.orientation, occlude))
                 errors = got["errors"][kind]
                 total = len(errors) + got["missed"]
                 rows.append({"set": name, "pipeline": pipeline, "angle": angle, "faces": total,
@@ -131,13 +132,17 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("docs/rotation.png"))
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="rotation.json of earlier runs whose rows (other pipelines) join the table and plot")
+    parser.add_argument("--occlude", type=float, default=0.0,
+                        help="Hide this share of every face behind a grey rectangle (training.groundtruth.occluded)")
     parser.add_argument("-j", "--jobs", type=int, default=2)
     args = parser.parse_args()
-    rows, faces = sweep(args.data, args.weights, args.angles, args.pipelines, args.limit, args.jobs, args.sets)
+    rows, faces = sweep(args.data, args.weights, args.angles, args.pipelines, args.limit, args.jobs, args.sets,
+                        args.occlude)
     rows = [r for path in args.include for r in json.loads(path.read_text())["rows"]
             if r["pipeline"] not in args.pipelines or r["set"] not in args.sets] + rows
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"rows": rows, "flags": flags(faces) if faces["error"] else None, "limit": args.limit}
+    report = {"rows": rows, "flags": flags(faces) if faces["error"] else None, "limit": args.limit,
+              "occlude": args.occlude}
     (args.out / "rotation.json").write_text(json.dumps(report, indent=1))
     np.savez(args.out / "faces.npz", **{k: np.array(v) for k, v in faces.items()})
     text = table(rows, args.angles) + (f"\nexpected_error flags (ours-any): {json.dumps(report['flags'])}\n"

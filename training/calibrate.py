@@ -50,15 +50,17 @@ def _logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, steps: int = 50
 
 def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str] = (), upsample: int = 1,
               jobs: int = -1, turns: tuple[float, ...] = (0.0,), detector: str = "hog",
-              orientation: str = "upright", faces_out: str | Path | None = None) -> dict:
+              orientation: str = "upright", faces_out: str | Path | None = None,
+              occlusions: tuple[float, ...] = (0.0,)) -> dict:
     """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``), each photo turned
-    by each of ``turns`` degrees and scanned by ``detector`` in ``orientation``; store it in ``weights``.
+    by each of ``turns`` degrees, with each of ``occlusions`` of the face hidden, and scanned by ``detector``
+    in ``orientation``; store it in ``weights``.
 
     With a grid stage last, also the factor taking its per-point spreads to per-point expected errors."""
     methods = {"network": ("network", str(weights))}
     sets = data_sets(folders, holdout_of)
-    faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation))
-             for f, part in sets for turn in turns]
+    faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation, occlude))
+             for f, part in sets for turn in turns for occlude in occlusions]
     faces = [f for f in faces if "features" in f]
     features = np.concatenate([f["features"] for f in faces])
     errors = np.concatenate([f["errors"]["network"] for f in faces])
@@ -69,6 +71,7 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
         spreads = np.concatenate([f["spreads"] for f in faces])
         model["point_scale"] = float(np.concatenate([f["point_errors"] for f in faces]).mean() / spreads.mean())
     model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets], turns=list(turns),
+                 occlusions=list(occlusions),
                  detector=detector, orientation=orientation,
                  spearman_on_fit=spearman(expected_error(features, model), errors))
     ckpt = checkpoint.load(weights)

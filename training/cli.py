@@ -148,15 +148,20 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
               help="The detector whose boxes the faces are fitted on.")
 @click.option("--orientation", type=click.Choice(["upright", "any"]), default="upright", show_default=True,
               help="Scan the (turned) photos upright only, or in every orientation as annotate does.")
+@click.option("--occlude", "occlusions", multiple=True, type=click.FloatRange(0, 1), default=[0.0],
+              show_default=True,
+              help="Also fit on the (turned) photos with this share of each face hidden by a grey rectangle "
+                   "(repeatable; 0: as they are): failures made from held-out faces.")
 @click.option("--faces-out", type=click.Path(dir_okay=False), default=None,
               help="Also write the fitted faces' error features and true errors to this .npz.")
 @click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
-def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientation, faces_out, jobs) -> None:
+def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientation, occlusions, faces_out,
+              jobs) -> None:
     """Fit WEIGHTS' per-face expected error on held-out faces and store the fit in WEIGHTS."""
     from .calibrate import calibrate as run
     _require_sets(folders, holdout_of)
     click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs, tuple(turns), detector,
-                              orientation, faces_out)))
+                              orientation, faces_out, tuple(occlusions))))
 
 
 @train.command()

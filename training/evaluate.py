@@ -23,16 +23,19 @@ LABELS = {"network": "ours (network)", "dlib": "dlib shape_predictor_68 (shipped
 @dataclass(frozen=True)
 class View:
     """How evaluation faces are shown to the detector: the photo turned by ``turn`` degrees
-    (counter-clockwise), scanned by ``detector`` in ``orientation``."""
+    (counter-clockwise), ``occlude`` of the face hidden by a grey rectangle
+    (``groundtruth.occluded``), scanned by ``detector`` in ``orientation``."""
 
     turn: float = 0.0
     detector: str = TRAINING_DETECTOR
     orientation: str = "upright"
+    occlude: float = 0.0
 
 
 def _evaluate_image(image_path: Path, pts_path: Path, methods: dict[str, tuple[str, str | None]],
                     upsample: int, max_side: int | None, view: View) -> dict | None:
-    found = detected_face(image_path, pts_path, upsample, max_side, view.detector, view.turn, view.orientation)
+    found = detected_face(image_path, pts_path, upsample, max_side, view.detector, view.turn, view.orientation,
+                          view.occlude)
     if found is None:
         return None
     image, face, truth = found

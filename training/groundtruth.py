@@ -70,26 +70,43 @@ def turned(image: np.ndarray, points: np.ndarray, angle: float) -> tuple[np.ndar
             apply_affine(m, points))
 
 
+def occluded(image: np.ndarray, points: np.ndarray, share: float, seed: str) -> np.ndarray:
+    """A copy of ``image`` with a grey rectangle over about ``share`` of the area of the points' bounding box
+    (sides 0.7-1.4 times sqrt(share) of the box's, placed at random inside it; fixed by ``seed``), as a hand,
+    a cup or a phone hides a face."""
+    if share <= 0:
+        return image
+    rng = np.random.default_rng(zlib.crc32(seed.encode()))
+    lo, hi = points.min(0), points.max(0)
+    size = np.minimum(np.sqrt(share) * rng.uniform(0.7, 1.4, 2), 1.0) * (hi - lo)
+    corner = lo + rng.uniform(0, 1, 2) * (hi - lo - size)
+    (x0, y0), (x1, y1) = np.round(corner).astype(int), np.round(corner + size).astype(int)
+    out = image.copy()
+    out[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = int(rng.integers(40, 200))
+    return out
+
+
 def detected_faces(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
-                   detectors: tuple[str, ...] = ("hog",), turn: float = 0.0, orientation: str = "upright"
-                   ) -> tuple[np.ndarray, list[Face | None], np.ndarray] | None:
-    """The image (turned by ``turn`` degrees, see :func:`turned`), per detector the detection containing its
-    ground-truth points' centre (None: missed), and the points. None when the ``.pts`` holds another
-    markup than 68 points."""
+                   detectors: tuple[str, ...] = ("hog",), turn: float = 0.0, orientation: str = "upright",
+                   occlude: float = 0.0) -> tuple[np.ndarray, list[Face | None], np.ndarray] | None:
+    """The image (turned by ``turn`` degrees, see :func:`turned`; ``occlude`` of the face hidden, see
+    :func:`occluded`), per detector the detection containing its ground-truth points' centre (None:
+    missed), and the points. None when the ``.pts`` holds another markup than 68 points."""
     points = read_68(pts_path)
     if points is None:
         return None
     image, points = turned(read_image(image_path), points, turn)
+    image = occluded(image, points, occlude, f"{image_path.name} {turn}")
     faces = [face_containing(detect(image, upsample, max_side, detector=d, orientation=orientation), points)
              for d in detectors]
     return image, faces, points
 
 
 def detected_face(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
-                  detector: str = "hog", turn: float = 0.0, orientation: str = "upright"
+                  detector: str = "hog", turn: float = 0.0, orientation: str = "upright", occlude: float = 0.0
                   ) -> tuple[np.ndarray, Face | None, np.ndarray] | None:
     """As :func:`detected_faces`, for one detector."""
-    found = detected_faces(image_path, pts_path, upsample, max_side, (detector,), turn, orientation)
+    found = detected_faces(image_path, pts_path, upsample, max_side, (detector,), turn, orientation, occlude)
     return None if found is None else (found[0], found[1][0], found[2])
 
 
