@@ -63,5 +63,7 @@ def draw_face(canvas: np.ndarray, points: np.ndarray, box: Box | None = None, de
     r = round(radius * (1 << _SHIFT))
     for x, y in fixed:
         cv2.circle(canvas, (int(x), int(y)), r, POINT, -1, cv2.LINE_AA, _SHIFT)
+    ring = round(max(3 * radius, 4) * (1 << _SHIFT))  # big enough to see on a review tile
     for i in unsure_points(point_errors):
-        cv2.circle(canvas, (int(fixed[i, 0]), int(fixed[i, 1])), 3 * r, UNSURE, thickness, cv2.LINE_AA, _SHIFT)
+        cv2.circle(canvas, (int(fixed[i, 0]), int(fixed[i, 1])), ring, UNSURE, max(thickness, 2), cv2.LINE_AA,
+                   _SHIFT)

@@ -55,3 +55,23 @@ def test_points_read_back_from_pts_and_json_agree(runs):
         from_pts = face_points(runs / "pts", row)  # 1-based file, 0-based points
         from_json = face_points(runs / "json", json_rows[tuple(box_of(row))])
         assert from_pts.shape == (68, 2) and np.allclose(from_pts, from_json, atol=2e-3)
+
+
+def test_sheet_rings_the_least_sure_points(runs, tmp_path):
+    """A tile rings (in yellow) the points whose per-point expected error in the JSON is above UNSURE_POINT."""
+    import json
+    import shutil
+    from annotator.draw import UNSURE, UNSURE_POINT
+    out = tmp_path / "json"
+    shutil.copytree(runs / "json", out)
+    row = index_rows(out)[0]
+    path = out / row["output"]
+
+    def ringed(unsure: list[int]) -> int:
+        record = json.loads(path.read_text())
+        for f in record["faces"]:
+            f["point_errors"] = [2 * UNSURE_POINT if i in unsure else UNSURE_POINT / 2 for i in range(68)]
+        path.write_text(json.dumps(record))
+        return int((np.abs(tile(out, row)[:TILE].astype(int) - UNSURE).sum(2) < 60).sum())
+
+    assert ringed([]) == 0 and ringed([8]) > 20 and ringed([8, 30, 45]) > 2 * ringed([8])

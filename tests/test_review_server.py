@@ -544,6 +544,32 @@ def test_a_json_face_marked_not_a_face_is_dropped_and_restored_in_place(runs, tm
             ["unusable" if f["box"] == box else None for f in faces]
 
 
+def test_page_rings_the_points_the_network_is_least_sure_of(runs, tmp_path):
+    """The JSON's per-point expected errors above UNSURE_POINT ring those points on the page, and only
+    those (set here, so the test does not depend on which faces the shipped network doubts)."""
+    webdriver = browser_or_skip()
+    from selenium.webdriver.common.by import By
+    from annotator.draw import UNSURE_POINT
+
+    out = copy_run(runs, "json", tmp_path)
+    with serving(out) as served, chromium(webdriver) as driver:
+        face = served.json("GET", "/api/faces")["faces"][0]
+        path = out / face["output"]
+        record = json.loads(path.read_text())
+        box = served.json("GET", f"/api/faces/{face['id']}")["box"]
+        for f in record["faces"]:
+            f["point_errors"] = [3 * UNSURE_POINT if i in (8, 30, 45) and f["box"] == box else UNSURE_POINT / 2
+                                 for i in range(68)]
+        path.write_text(json.dumps(record))
+        assert served.json("GET", f"/api/faces/{face['id']}")["unsure"] == [8, 30, 45]
+        driver.get(served.url)
+        Page(driver).shown(face["id"], "not checked")
+        ringed = [int(c.get_attribute("data-point")) for c in driver.find_elements(By.CSS_SELECTOR, "#view .unsure")]
+        assert ringed == [8, 30, 45]
+        assert driver.find_elements(By.CSS_SELECTOR, "#view .point")[8].value_of_css_property("stroke") != \
+            driver.find_elements(By.CSS_SELECTOR, "#view .point")[9].value_of_css_property("stroke")
+
+
 @pytest.mark.parametrize("fmt", ["pts", "json"])
 def test_reruns_keep_checked_faces_unless_told(runs, tmp_path, fmt):
     out = copy_run(runs, fmt, tmp_path)
