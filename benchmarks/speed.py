@@ -17,8 +17,8 @@
 4. ``--detectors``: on FOLDER, ``--detector cnn`` at -j 1 and -j 2 against the
    HOG detector at -j 1 (images/s, faces written), instead of parts 1 and 2.
 5. ``--orientations``: on FOLDER at -j 1, the default (``--orientation any``) against
-   ``--orientation upright`` and, with ``--baseline CHECKOUT``, against that checkout's annotate
-   (an earlier version, its own defaults), instead of parts 1 and 2.
+   ``--orientation upright`` and, with ``--baseline CHECKOUT...``, against those checkouts' annotate
+   (earlier versions, their own defaults), instead of parts 1 and 2.
 
 Parts 1 to 3 use ``--detector hog`` (the figures in the README were measured
 with it; they compare landmarkers and scans, not detectors).
@@ -142,10 +142,10 @@ def detectors(folder: str, repeat: int) -> None:
     print(f"  cnn/hog at -j1: {cnn1 / hog1:.2f}x   cnn -j2/-j1: {cnn2 / cnn1:.2f}x")
 
 
-def orientations(folder: str, repeat: int, baseline: str | None) -> None:
-    """Part 5: the default (--orientation any) against --orientation upright (and an earlier version)."""
+def orientations(folder: str, repeat: int, baselines: list[str]) -> None:
+    """Part 5: the default (--orientation any) against --orientation upright (and earlier versions)."""
     runs = {"any (default)": (["-j", "1"], None), "upright": (["-j", "1", "--orientation", "upright"], None)}
-    if baseline:
+    for baseline in baselines:
         runs[f"baseline {baseline}"] = (["-j", "1"], str(Path(baseline).resolve()))
     rates = {}
     for name, (args, package) in runs.items():
@@ -191,7 +191,8 @@ def main() -> None:
     parser.add_argument("--distinct", action="store_true", help="one image per photo (300-W's copies)")
     parser.add_argument("--detectors", action="store_true", help="part 4 (CNN against HOG) instead of 1 and 2")
     parser.add_argument("--orientations", action="store_true", help="part 5 (orientations) instead of 1 and 2")
-    parser.add_argument("--baseline", help="with --orientations: a checkout of an earlier version to compare")
+    parser.add_argument("--baseline", nargs="*", default=[],
+                        help="with --orientations: checkouts of earlier versions to compare (their own defaults)")
     parser.add_argument("--repeat", type=int, default=2)
     a = parser.parse_args()
     with tempfile.TemporaryDirectory() as small, tempfile.TemporaryDirectory() as large:
