@@ -95,8 +95,8 @@ class NetworkLandmarker:
         """(N, 68, 2) points, (N,) expected errors and (N, 68) per-point expected errors (None: the
         weights' last stage gives no per-point uncertainty) for the boxes of several images."""
         points, features, spreads = self.predict_with_features(images, boxes)
-        model = self.meta.get("error_model")
-        return points, expected_error(features, model), point_errors(spreads, model)
+        expected = expected_error(features, self.meta.get("error_model"))
+        return points, expected, point_errors(spreads, expected)
 
     def predict_with_features(self, images: list[np.ndarray], boxes: list[list[Box]]
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -114,7 +114,7 @@ class NetworkLandmarker:
         faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
         grid = self.stages[-1].config["arch"] == "grid"
         if not faces:
-            width = (N_FEATURES if self.roll else 3) + grid
+            width = 3 + 3 * (self.roll is not None) + grid
             return np.zeros((0, 68, 2)), np.zeros((0, width)), np.zeros((0, 68)) if grid else None
         rolls = self._rolls(faces)
         points, outputs = [None] * len(faces), []
@@ -178,7 +178,7 @@ def error_features(outputs: list[list[np.ndarray]]) -> np.ndarray:
     return np.log(np.stack(spreads, 1) + 1e-4)
 
 
-N_FEATURES = 6  # error features of weights with a roll estimator: error_features, then roll_features
+N_FEATURES = 7  # error features of the shipped weights: error_features, roll_features, the grid stage's spread
 
 
 def roll_features(rolls: tuple[np.ndarray, np.ndarray], final_roll: np.ndarray, again: np.ndarray) -> np.ndarray:
@@ -207,13 +207,14 @@ def expected_error(features: np.ndarray, model: dict | None = None) -> np.ndarra
     return (1 - p) * good + p * fail["error"]
 
 
-def point_errors(spreads: np.ndarray | None, model: dict | None = None) -> np.ndarray | None:
+def point_errors(spreads: np.ndarray | None, expected: np.ndarray) -> np.ndarray | None:
     """(N, 68) per-point expected errors (each point's expected distance from where it belongs, over
-    sqrt(area of the points' box): the units of :func:`expected_error`) from the grid stage's spreads,
-    times the factor ``annotate train calibrate`` fitted (1 uncalibrated); None without spreads."""
+    sqrt(area of the points' box): the units of :func:`expected_error`): the face's ``expected`` error
+    shared among its points in proportion to the grid stage's ``spreads``, so that their mean is the
+    face's; None without spreads."""
     if spreads is None:
         return None
-    return spreads * (model or {}).get("point_scale", 1.0)
+    return expected[:, None] * spreads / spreads.mean(1, keepdims=True)
 
 
 def dlib_model_path() -> Path:

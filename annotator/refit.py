@@ -40,7 +40,7 @@ def refit(landmarker: NetworkLandmarker, image: np.ndarray, points: np.ndarray, 
         m = frame_affine("shape", size, _bounds(shape), shape, template)
         crops = warp(image, m, size)[None]
         back = invert_affine(m)
-        shape = np.mean([apply_affine(back, to_crop_pixels(rel[0], size))
+        shape = np.mean([apply_affine(back, to_crop_pixels(rel[0, :, :2], size))
                          for rel in predict_both(stage, crops, device=landmarker.device)], axis=0)
         shape[placed] = points[placed]
     return shape

@@ -51,7 +51,7 @@ def test_calibrate_stores_an_error_model_in_the_weights(photos, tmp_path):
     shutil.copy(DEFAULT_WEIGHTS, weights)
     annotate("train", "calibrate", weights, photos, "-j", "1")
     model = torch.load(weights, weights_only=True)["meta"]["error_model"]
-    assert model["faces"] == 4 and len(model["coef"]) == N_FEATURES  # error_features and roll_features
+    assert model["faces"] == 4 and len(model["coef"]) == N_FEATURES  # disagreements, roll, spread
     net = NetworkLandmarker(weights)
     expected, true = [], []
     for image_path, pts in labelled_images(photos):

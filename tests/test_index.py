@@ -25,10 +25,11 @@ def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
     faces = {}
     for path in out.glob("*.json"):
         for face in json.loads(path.read_text())["faces"]:
-            assert list(face) == ["box", "score", "detector", "expected_error", "roll", "landmarks"]
+            assert list(face) == ["box", "score", "detector", "expected_error", "roll", "landmarks", "point_errors"]
             assert -180 < face["roll"] <= 180
             assert face["detector"] == "hog"  # as conftest's annotate runs it
             assert isinstance(face["expected_error"], float) and 0 < face["expected_error"] < 1
+            assert len(face["point_errors"]) == 68 and all(0 < e < 1 for e in face["point_errors"])
             faces[path.name, tuple(face["box"])] = face
     rows = index_rows(out)
     assert len(rows) == len(faces) == 7

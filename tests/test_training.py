@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from annotator.detectors import detect, face_containing
@@ -99,11 +100,13 @@ def test_grid_stage_writes_per_point_errors(photos, tmp_path):
     weights = tmp_path / "three.pt"
     annotate("train", "export", DEFAULT_WEIGHTS, run, "--dest", weights)
     annotate("train", "calibrate", weights, photos, "-j", "1")
-    assert torch.load(weights, weights_only=True)["meta"]["error_model"]["point_scale"] > 0
+    assert len(torch.load(weights, weights_only=True)["meta"]["error_model"]["coef"]) == 7
     annotate(photos, "--out", tmp_path / "json", "--format", "json", "--weights", weights)
     faces = [f for p in (tmp_path / "json").glob("*.json") for f in json.loads(p.read_text())["faces"]]
     assert len(faces) >= 4
     assert all(len(f["point_errors"]) == 68 and min(f["point_errors"]) > 0 for f in faces)
+    # the face's expected error shared among its points
+    assert all(np.mean(f["point_errors"]) == pytest.approx(f["expected_error"], rel=1e-3) for f in faces)
     report = tmp_path / "report"
     annotate("train", "evaluate", weights, photos, "--out", report, "-j", "1")
     (folder,) = json.loads((report / "report.json").read_text())["sets"].values()

@@ -54,9 +54,7 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
               occlusions: tuple[float, ...] = (0.0,)) -> dict:
     """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``), each photo turned
     by each of ``turns`` degrees, with each of ``occlusions`` of the face hidden, and scanned by ``detector``
-    in ``orientation``; store it in ``weights``.
-
-    With a grid stage last, also the factor taking its per-point spreads to per-point expected errors."""
+    in ``orientation``; store it in ``weights``."""
     methods = {"network": ("network", str(weights))}
     sets = data_sets(folders, holdout_of)
     faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation, occlude))
@@ -64,15 +62,12 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
     faces = [f for f in faces if "features" in f]
     features = np.concatenate([f["features"] for f in faces])
     errors = np.concatenate([f["errors"]["network"] for f in faces])
+    per_point = {k: np.concatenate([f[k] for f in faces]) for k in ("spreads", "point_errors") if k in faces[0]}
     if faces_out:  # for refitting or studying the model without collecting the faces again
-        np.savez(faces_out, features=features, errors=errors)
+        np.savez(faces_out, features=features, errors=errors, **per_point)
     model = fit_error_model(features, errors)
-    if "spreads" in faces[0]:  # per-point values in the metric's units: mean expected = mean true
-        spreads = np.concatenate([f["spreads"] for f in faces])
-        model["point_scale"] = float(np.concatenate([f["point_errors"] for f in faces]).mean() / spreads.mean())
     model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets], turns=list(turns),
-                 occlusions=list(occlusions),
-                 detector=detector, orientation=orientation,
+                 occlusions=list(occlusions), detector=detector, orientation=orientation,
                  spearman_on_fit=spearman(expected_error(features, model), errors))
     ckpt = checkpoint.load(weights)
     ckpt["meta"]["error_model"] = model

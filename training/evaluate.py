@@ -139,7 +139,7 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
                                "worst_10pc_caught": worst_caught(expected, errors["network"]),
                                "mean_expected": float(expected.mean())}}
         if "spreads" in faces:  # the grid stage's per-point uncertainty
-            per_point = point_errors(faces["spreads"], error_model)
+            per_point = point_errors(faces["spreads"], expected)
             report["sets"][name]["point_errors"] = {
                 **point_rank_agreement(per_point, faces["point_errors"]),
                 "mean_expected_over_true": float(per_point.mean() / faces["point_errors"].mean())}
