@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotator.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from annotator.landmarks import cached_landmarker, expected_error  # noqa: E402
-from training.evaluate import View, collect  # noqa: E402
+from training.evaluate import View, collect, failure_flags  # noqa: E402
 from training.metrics import THRESHOLD, spearman  # noqa: E402
 
 SETS = {"AFW": ("300w/afw", "all"), "HELEN slice": ("300w/helen_trainset", "holdout"),
@@ -78,11 +78,8 @@ def flags(faces: dict[str, list]) -> dict[str, dict[str, float]]:
 
 
 def _flags(error: np.ndarray, expected: np.ndarray) -> dict[str, float]:
-    failed = error > THRESHOLD
-    return {"faces": int(len(error)), "failures": int(failed.sum()),
-            "failures_flagged": float((expected[failed] > THRESHOLD).mean()) if failed.any() else float("nan"),
-            "others_flagged": float((expected[~failed] > THRESHOLD).mean()),
-            "spearman": spearman(expected, error), "mean_expected_over_true": float(expected.mean() / error.mean())}
+    return {"faces": int(len(error)), **failure_flags(expected, error), "spearman": spearman(expected, error),
+            "mean_expected_over_true": float(expected.mean() / error.mean())}
 
 
 def table(rows: list[dict], angles: list[float]) -> str:

@@ -137,7 +137,8 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
             **{m: summarise(e) for m, e in errors.items()},
             "expected_error": {"spearman": spearman(expected, errors["network"]),
                                "worst_10pc_caught": worst_caught(expected, errors["network"]),
-                               "mean_expected": float(expected.mean())}}
+                               "mean_expected": float(expected.mean()),
+                               **failure_flags(expected, errors["network"])}}
         if "spreads" in faces:  # the grid stage's per-point uncertainty
             per_point = point_errors(faces["spreads"], expected)
             report["sets"][name]["point_errors"] = {
@@ -150,6 +151,15 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown_table(report))
     return report
+
+
+def failure_flags(expected: np.ndarray, errors: np.ndarray) -> dict:
+    """The failures (error above the metric's threshold) and the shares of them, and of the other faces,
+    whose expected error is above it too (a failure read as one; a good face read as a failure)."""
+    failed = errors > THRESHOLD
+    return {"failures": int(failed.sum()),
+            "failures_flagged": float((expected[failed] > THRESHOLD).mean()) if failed.any() else None,
+            "others_flagged": float((expected[~failed] > THRESHOLD).mean()) if (~failed).any() else None}
 
 
 def set_name(folder: str, part: str = "all") -> str:
