@@ -64,7 +64,7 @@ def test_adapt_learns_the_folders_markup_and_records_what_it_did(data, tmp_path)
     for old, new in zip(shipped["stages"], adapted["stages"]):
         assert new["config"] == old["config"]
         assert {k: v.dtype for k, v in new["state_dict"].items()} == {k: v.dtype for k, v in old["state_dict"].items()}
-        assert not torch.equal(new["state_dict"]["head.3.weight"], old["state_dict"]["head.3.weight"])
+        assert not all(torch.equal(new["state_dict"][k], v) for k, v in old["state_dict"].items())
     assert adapted["meta"]["stages"] == shipped["meta"]["stages"]  # the original fits stay recorded
     (record,) = adapted["meta"]["adapt"]
     assert record["command"].startswith("annotate train adapt ") and str(folder) in record["command"]
@@ -118,19 +118,20 @@ def test_an_output_folder_gives_only_its_checked_faces_with_their_saved_points(r
 
 def test_same_command_twice_gives_the_same_weights_and_keeps_other_entries(runs, photos, tmp_path):
     run, _ = checked_run(runs / "pts", tmp_path / "pts")
-    cache = tmp_path / "mix.npz"  # faces in the network's own markup, to keep what it knows
-    annotate("train", "prepare", photos, "--out", cache, "--detector", "cnn", "-j", "1")
+    caches = [tmp_path / "mix_62.npz", tmp_path / "mix_128.npz"]  # faces in the network's own markup, at the
+    annotate("train", "prepare", photos, "--out", tmp_path / "mix_{size}.npz", "--size", "62", "--size", "128",
+             "--detector", "cnn", "-j", "1")  # stages' sizes: to keep what it knows
     start = checkpoint.load(DEFAULT_WEIGHTS)  # with an entry adapt does not know (like a roll estimator)
     start["later"] = {"config": {"arch": "cnn8"}, "state_dict": {"w": torch.arange(3.0)}}
     start["meta"]["later"] = {"fit": {"command": "annotate train fit --frame later"}}
     checkpoint.save(tmp_path / "start.pt", start)
     for name in ("a.pt", "b.pt"):
         annotate("train", "adapt", run, "--out", tmp_path / name, "--weights", tmp_path / "start.pt",
-                 "--epochs", "2", "--batch", "2", "--mix", cache, "-j", "1")
+                 "--epochs", "2", "--batch", "2", "--mix", caches[0], "--mix", caches[1], "-j", "1")
     a, b = (checkpoint.load(tmp_path / n) for n in ("a.pt", "b.pt"))
     for sa, sb in zip(a["stages"], b["stages"]):
         assert all(torch.equal(sa["state_dict"][k], sb["state_dict"][k]) for k in sa["state_dict"])
-    assert a["meta"]["adapt"][0]["mix"] == [str(cache)]
+    assert a["meta"]["adapt"][0]["mix"] == [str(c) for c in caches]
     for key in set(start) - {"stages", "meta"}:  # every other entry kept as it was
         assert a[key]["config"] == start[key]["config"]
         assert all(torch.equal(v, a[key]["state_dict"][k]) for k, v in start[key]["state_dict"].items())
@@ -140,6 +141,8 @@ def test_same_command_twice_gives_the_same_weights_and_keeps_other_entries(runs,
     annotate("train", "prepare", photos, "--out", small, "--size", "32", "-j", "1")
     result = annotate("train", "adapt", run, "--out", tmp_path / "c.pt", "--mix", small, "-j", "1", check=False)
     assert result.returncode == 2 and "32-px crops" in result.stderr and not (tmp_path / "c.pt").exists()
+    result = annotate("train", "adapt", run, "--out", tmp_path / "c.pt", "--mix", caches[0], "-j", "1", check=False)
+    assert result.returncode == 2 and "62 and 128-px crops" in result.stderr  # a stage's size not covered
 
 
 def test_a_folder_without_usable_faces_is_one_line_naming_it(data, tmp_path):
@@ -171,7 +174,7 @@ def test_ctrl_c_leaves_no_partial_weights_file(data, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, deadline = "", time.time() + 120
-    while "stage 1/2" not in seen and time.time() < deadline and proc.poll() is None:
+    while "stage 1/3" not in seen and time.time() < deadline and proc.poll() is None:
         seen += os.read(proc.stderr.fileno(), 4096).decode()  # the progress bar: training has started
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

@@ -27,14 +27,14 @@ from annotator.export import ExportError, Selection, left_out, read_faces
 from annotator.images import ImageError, read_image
 from annotator.index import INDEX
 from annotator.landmarks import NetworkLandmarker
-from annotator.network import LandmarkNet
+from annotator.network import network_for
 
 from .calibrate import fit_error_model
 from .data import base_affines, merge_caches
 from .fit import deterministic, train_epoch
 from .groundtruth import labelled_images, photo_of, read_68
 from .metrics import normalised_errors, spearman
-from .prepare import CONTEXT
+from .prepare import CONTEXT, load_cache
 
 DETECTOR = "cnn"  # annotate's default: the boxes that adapted weights will see in a default run
 HOLDOUT = 0.15  # share of the faces held out from training to refit expected_error
@@ -163,16 +163,20 @@ def stage_data(faces: list[dict], size: int) -> dict:
             "size": size, "context": CONTEXT}
 
 
-def mix_caches(paths: list[str], sizes: tuple[int, ...]) -> dict | None:
-    """The prepare caches ``paths`` merged (None without any), checked to hold crops of the stages' ``sizes``."""
+def mix_caches(paths: list[str], sizes: tuple[int, ...]) -> dict[int, dict] | None:
+    """The prepare caches ``paths`` merged per crop size (None without any), checked to hold crops of each
+    of the stages' ``sizes``."""
     if not paths:
         return None
-    mix = merge_caches(list(paths))
-    if (mix["size"], mix["context"]) != (sizes[0], CONTEXT) or len(sizes) > 1:
-        raise AdaptError(f"the --mix caches hold {mix['size']}-px crops (context {mix['context']}); this network's "
-                         f"stages need {' and '.join(map(str, sizes))}-px crops (context {CONTEXT}): "
-                         f"annotate train prepare --size {sizes[0]}")
-    return mix
+    caches = {p: load_cache(p) for p in paths}
+    by_size = {s: [p for p, c in caches.items() if (int(c["size"]), int(c["context"])) == (s, CONTEXT)] for s in sizes}
+    missing = [s for s, found in by_size.items() if not found]
+    if missing or len(paths) > sum(map(len, by_size.values())):
+        held = " and ".join(sorted({f"{int(c['size'])}-px" for c in caches.values()}))
+        raise AdaptError(f"the --mix caches hold {held} crops; this network's stages need "
+                         f"{' and '.join(map(str, sizes))}-px crops (context {CONTEXT}): annotate train prepare "
+                         + " ".join(f"--size {s}" for s in sizes) + (" --out 'mix_{size}.npz'" if len(sizes) > 1 else ""))
+    return {s: merge_caches(found) for s, found in by_size.items()}
 
 
 def mix_in(data: dict, mix: dict | None, ratio: float, seed: int) -> dict:
@@ -189,7 +193,7 @@ def mix_in(data: dict, mix: dict | None, ratio: float, seed: int) -> dict:
 def fine_tune(stage: dict, fit_config: dict, data: dict, *, epochs: int, batch: int, lr: float, l2sp: float,
               seed: int, desc: str = "") -> dict:
     """The stage's state_dict after ``epochs`` passes over ``data`` (in the stage's dtypes)."""
-    net = LandmarkNet(**stage["config"])
+    net = network_for(stage["config"])
     net.load_state_dict(stage["state_dict"])
     start = [p.detach().clone() for p in net.parameters()]
 
@@ -263,7 +267,8 @@ def adapt(folders: list[str | Path], out: str | Path, weights: str | Path = chec
     before = float(held_out_errors(weights, held)[0].mean()) if held else None
     for i, stage in enumerate(stages):
         fit_config = fits[i].get("fit", {}) if i < len(fits) else {}
-        data = mix_in(stage_data(train, stage["config"]["size"]), mixed, mix_ratio, seed)
+        size = stage["config"]["size"]
+        data = mix_in(stage_data(train, size), mixed[size] if mixed else None, mix_ratio, seed)
         stage["state_dict"] = fine_tune(stage, fit_config, data, epochs=epochs, batch=batch, lr=lr, l2sp=l2sp,
                                         seed=seed, desc=f"stage {i + 1}/{len(stages)}")
     meta = ckpt.setdefault("meta", {})
