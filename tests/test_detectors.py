@@ -60,9 +60,10 @@ def test_the_default_cnn_detector_finds_a_turned_face_that_hog_misses(photos, tm
     cnn = json.loads((tmp_path / "None" / "1051618982_1.json").read_text())["faces"]
     hog = json.loads((tmp_path / "hog" / "1051618982_1.json").read_text())["faces"]
     assert [f["detector"] for f in cnn] == ["cnn", "cnn"] and [f["detector"] for f in hog] == ["hog"]
-    profile = [f for f in cnn if f["box"][0] > hog[0]["box"][2]]
-    assert len(profile) == 1 and profile[0]["expected_error"] < 0.08
-    assert all(f["expected_error"] < 0.08 for f in cnn)
+    (profile,) = [f for f in cnn if f["box"][0] > hog[0]["box"][2]]
+    (frontal,) = [f for f in cnn if f is not profile]
+    # the frontal face reads as good; the strong profile (half of the markup out of sight) as less sure
+    assert frontal["expected_error"] < 0.08 and profile["expected_error"] > 2 * frontal["expected_error"]
 
 
 def test_an_unusable_device_is_one_clear_error(photos, tmp_path):

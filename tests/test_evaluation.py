@@ -57,7 +57,7 @@ def test_calibrate_stores_an_error_model_in_the_weights(photos, tmp_path):
     for image_path, pts in labelled_images(photos):
         truth, image = read_68(pts), read_image(image_path)
         face = face_containing(detect(image), truth)
-        points, error = net.predict_with_error([image], [[face.box]])
+        points, error, _ = net.predict_with_error([image], [[face.box]])
         expected.append(error[0])
         true.append(normalised_errors(points, truth[None])[0])
     # fitted on these faces: the estimate is in the metric's units (geometric means agree)
