@@ -124,6 +124,14 @@ class GridBackbone(nn.Module):
         return self.fuse(torch.cat([x8, up], 1))
 
 
+def add_buffers(net: nn.Module) -> None:
+    """The buffers every network carries with its weights: the training crops' per-channel ``mean`` and
+    ``std`` (input normalisation) and the crop-relative ``mean_shape`` (set by training)."""
+    net.register_buffer("mean", torch.zeros(1, 3, 1, 1))
+    net.register_buffer("std", torch.ones(1, 3, 1, 1))
+    net.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
+
+
 ARCHITECTURES = {"onet": onet, "resnet18": resnet18, "cnn8": cnn8, "heatmap": UNetLite}
 
 
@@ -151,9 +159,7 @@ class LandmarkNet(nn.Module):
                                       nn.Linear(hidden, 2 * N_POINTS * heads))
             nn.init.zeros_(self.head[-1].weight)
             nn.init.zeros_(self.head[-1].bias)
-        self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
-        self.register_buffer("std", torch.ones(1, 3, 1, 1))
-        self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
+        add_buffers(self)
 
     def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
         """Points from head 0 (the 300-W markup), or from ``head[i]`` for sample i (training)."""
@@ -181,9 +187,7 @@ class GridNet(nn.Module):
             self.config["heads"] = heads
         self.features = GridBackbone(width)
         self.head = nn.Conv2d(self.features.channels, 4 * N_POINTS * heads, 1)
-        self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
-        self.register_buffer("std", torch.ones(1, 3, 1, 1))
-        self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
+        add_buffers(self)
 
     def maps(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 68, 4, H, W) grid outputs of head 0, or of ``head[i]`` for sample i."""
@@ -217,9 +221,7 @@ class RollNet(nn.Module):
             shape = self.features(torch.zeros(1, 3, size, size)).shape
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(shape.numel(), hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, 2))
-        self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
-        self.register_buffer("std", torch.ones(1, 3, 1, 1))
-        self.register_buffer("mean_shape", torch.full((N_POINTS, 2), 0.5))
+        add_buffers(self)
 
     def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features((x - self.mean) / self.std))
