@@ -126,12 +126,23 @@ class Faces:
         for the next saves' ``moved_px``), else those kept aside (or the output's, if none were)."""
         kept = self.out / ORIGINALS / f"{face}.points"
         if not row["checked"] and current is not None:
-            atomic_write(kept, json.dumps({"output": row["output"], "points": current.tolist()}) + "\n")
+            path = self.out / row["output"]
+            record = _json_face(path, row) if path.suffix == ".json" else None  # restores "not a face" whole
+            atomic_write(kept, json.dumps({"output": row["output"], "points": current.tolist()}
+                                          | ({"record": record} if record else {})) + "\n")
             return current
         try:
             return np.asarray(json.loads(kept.read_text(encoding="utf-8"))["points"], np.float64)
         except (OSError, ValueError, KeyError):
             return current
+
+    def _kept_record(self, row: dict[str, str]) -> dict | None:
+        """The face's JSON record as the run wrote it, kept aside at its first check (None: not kept)."""
+        try:
+            kept = self.out / ORIGINALS / f"{face_id(row)}.points"
+            return json.loads(kept.read_text(encoding="utf-8")).get("record")
+        except (OSError, ValueError):
+            return None
 
     def _write(self, row: dict[str, str], points: np.ndarray | None, current: np.ndarray | None,
                check: str) -> None:
@@ -139,7 +150,7 @@ class Faces:
         already holds them is left as it is."""
         path = self.out / row["output"]
         if path.suffix == ".json":
-            _write_json_face(path, row, points, check)
+            _write_json_face(path, row, points, check, self._kept_record(row))
         elif points is None:
             path.unlink(missing_ok=True)
         elif current is None or not np.array_equal(points, current):
@@ -187,13 +198,15 @@ def _json_face(path: Path, row: dict[str, str]) -> dict | None:
     return json_face(path, _box(row))
 
 
-def _write_json_face(path: Path, row: dict[str, str], points: np.ndarray | None, check: str) -> None:
-    """Update (or restore, in score order) the face's record in its image's JSON file with ``points``,
-    marked ``"checked": check``; drop it when ``points`` is None ("not a face")."""
+def _write_json_face(path: Path, row: dict[str, str], points: np.ndarray | None, check: str,
+                     kept: dict | None = None) -> None:
+    """Update (or restore, in score order: from ``kept``, the run's record, if given) the face's record in
+    its image's JSON file with ``points``, marked ``"checked": check``; drop it when ``points`` is None
+    ("not a face")."""
     record = json.loads(path.read_text(encoding="utf-8"))
     faces = [f for f in record["faces"] if f["box"] != _box(row)]
     if points is not None:
-        face = _json_face(path, row) or {"box": _box(row), "score": float(row["score"]), "detector": row["detector"],
+        face = _json_face(path, row) or kept or {"box": _box(row), "score": float(row["score"]), "detector": row["detector"],
                                          "expected_error": float(row["expected_error"]) if row["expected_error"]
                                          else None, "roll": float(row["roll"]) if row.get("roll") else None}
         landmarks = [[round(float(x), 3), round(float(y), 3)] for x, y in points]
