@@ -34,7 +34,7 @@ from .data import base_affines, merge_caches
 from .fit import deterministic, train_epoch
 from .groundtruth import labelled_images, photo_of, read_68
 from .metrics import normalised_errors, spearman
-from .prepare import CONTEXT, load_cache
+from .prepare import CONTEXT
 
 DETECTOR = "cnn"  # annotate's default: the boxes that adapted weights will see in a default run
 HOLDOUT = 0.15  # share of the faces held out from training to refit expected_error
@@ -168,15 +168,21 @@ def mix_caches(paths: list[str], sizes: tuple[int, ...]) -> dict[int, dict] | No
     of the stages' ``sizes``."""
     if not paths:
         return None
-    caches = {p: load_cache(p) for p in paths}
-    by_size = {s: [p for p, c in caches.items() if (int(c["size"]), int(c["context"])) == (s, CONTEXT)] for s in sizes}
+    layouts = {p: _layout(p) for p in paths}  # the crops themselves are loaded once, by merge_caches
+    by_size = {s: [p for p, layout in layouts.items() if layout == (s, CONTEXT)] for s in sizes}
     missing = [s for s, found in by_size.items() if not found]
     if missing or len(paths) > sum(map(len, by_size.values())):
-        held = " and ".join(sorted({f"{int(c['size'])}-px" for c in caches.values()}))
+        held = " and ".join(sorted({f"{size}-px" for size, _ in layouts.values()}))
         raise AdaptError(f"the --mix caches hold {held} crops; this network's stages need "
                          f"{' and '.join(map(str, sizes))}-px crops (context {CONTEXT}): annotate train prepare "
                          + " ".join(f"--size {s}" for s in sizes) + (" --out 'mix_{size}.npz'" if len(sizes) > 1 else ""))
     return {s: merge_caches(found) for s, found in by_size.items()}
+
+
+def _layout(path: str) -> tuple[int, int]:
+    """A prepare cache's crop size and context, read without loading its crops."""
+    with np.load(path) as data:
+        return int(data["size"]), int(data["context"])
 
 
 def mix_in(data: dict, mix: dict | None, ratio: float, seed: int) -> dict:
