@@ -45,6 +45,14 @@ def test_prepare_fit_evaluate_export(photos, tmp_path):
     history = json.loads((runs[0] / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["val_mean_error"]) for h in history)
 
+    warm = tmp_path / "warm"  # a warm restart from run a, at a learning rate too small to move it
+    annotate("train", "fit", cache, "--out", warm, "--epochs", "1", "--batch", "2", "--width", "4", "--lr", "1e-12",
+             "--init", runs[0])
+    c = torch.load(warm / "last.pt", weights_only=True)
+    learned = [k for k in a if "running" not in k and "num_batches" not in k]
+    assert all(torch.allclose(a[k], c["state_dict"][k], atol=1e-6) for k in learned)
+    assert c["meta"]["fit"]["init"] == str(runs[0])
+
     report = tmp_path / "report"
     annotate("train", "evaluate", runs[0], photos, "--out", report, "-j", "1")
     result = json.loads((report / "report.json").read_text())

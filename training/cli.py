@@ -86,6 +86,8 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
 @click.option("--frame", type=click.Choice(["box", "shape", "roll"]), default="box", show_default=True,
               help="box: first stage on the detector box; shape: refinement stage on the aligned face; roll: "
                    "the roll estimator in front of them (faces turned by any angle; predicts the face's roll).")
+@click.option("--init", type=click.Path(exists=True),
+              help="Start from this run's network (same --arch and --width) with a new optimizer and schedule.")
 def fit(caches, out, val, no_augment, other, **options) -> None:
     """Train a landmark network on CACHES (from prepare) into --out."""
     from .fit import fit as run

@@ -95,8 +95,12 @@ def deterministic() -> None:
 def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch: str = "cnn8",
         width: int = 32, epochs: int = 60, batch: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
         loss: str = "mse", seed: int = 0, threads: int = 2, augment: bool = True, frame: str = "box",
-        other: list[str] = (), occlude: float = 0.0, command: str = "") -> dict:
-    """Train on caches ``train``; writes RUN/last.pt (resumable), history.json and curves.png."""
+        other: list[str] = (), occlude: float = 0.0, init: str | None = None, command: str = "") -> dict:
+    """Train on caches ``train``; writes RUN/last.pt (resumable), history.json and curves.png.
+
+    ``init``: start from the network of this run (its folder or last.pt; same arch and width) with a new
+    optimizer and schedule, a warm restart that carries a finished run further.
+    """
     torch.manual_seed(seed)
     deterministic()
     torch.set_num_threads(threads)
@@ -107,12 +111,14 @@ def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch
     data = merge_caches(train, other)
     val_data = merge_caches(val) if val else None
     net = new_network(data, arch, width, frame, heads=2 if other else 1)
+    if init:
+        net.load_state_dict(load_run(init)["state_dict"])
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     config = {"train": [str(p) for p in train], "val": [str(p) for p in val or []], "arch": arch,
               "width": width, "epochs": epochs, "batch": batch, "lr": lr, "weight_decay": weight_decay,
               "loss": loss, "seed": seed, "threads": threads, "augment": augment, "size": data["size"],
               "frame": frame, "command": command}
-    for key, value in (("occlude", occlude), ("other", [str(p) for p in other])):
+    for key, value in (("occlude", occlude), ("other", [str(p) for p in other]), ("init", str(init or ""))):
         if value:  # recorded only when used, so earlier runs' settings still match on resume
             config[key] = value
     history = _resume(out / "last.pt", net, opt, config)
