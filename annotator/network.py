@@ -190,11 +190,15 @@ class GridNet(nn.Module):
         add_buffers(self)
 
     def maps(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, 68, 4, H, W) grid outputs of head 0, or of ``head[i]`` for sample i."""
-        out = self.head(self.features((x - self.mean) / self.std))
+        """(N, 68, 4, H, W) grid outputs of head 0 (the only one computed), or of ``head[i]`` for sample i."""
+        features = self.features((x - self.mean) / self.std)
+        if head is None:  # the first 4 * 68 output channels are head 0's
+            k = 4 * N_POINTS
+            out = nn.functional.conv2d(features, self.head.weight[:k], self.head.bias[:k])
+            return out.view(len(out), N_POINTS, 4, *out.shape[-2:])
+        out = self.head(features)
         n, _, h, w = out.shape
-        out = out.view(n, -1, N_POINTS, 4, h, w)
-        return out[:, 0] if head is None else out[torch.arange(n), head]
+        return out.view(n, -1, N_POINTS, 4, h, w)[torch.arange(n), head]
 
     def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
         out = self.maps(x, head)

@@ -19,6 +19,9 @@
 5. ``--orientations``: on FOLDER at -j 1, the default (``--orientation any``) against
    ``--orientation upright`` and, with ``--baseline CHECKOUT...``, against those checkouts' annotate
    (earlier versions, their own defaults), instead of parts 1 and 2.
+6. ``--weights FILE...``: the landmark stage per image on one thread (faces/s, as annotate runs it,
+   expected error included) of the shipped weights and of each FILE, taken in turns, on the
+   detector boxes of FOLDER, instead of parts 1 and 2.
 
 Parts 1 to 3 use ``--detector hog`` (the figures in the README were measured
 with it; they compare landmarkers and scans, not detectors).
@@ -115,6 +118,27 @@ def landmark_stage(folder: str, repeat: int) -> dict[str, float]:
     return out
 
 
+def weights_per_image(folder: str, repeat: int, others: list[str]) -> None:
+    """Part 6: faces/s of the landmark stage per image, one thread, for the shipped weights and ``others``
+    (each run in turn, ``repeat`` rounds, the best round of each)."""
+    torch.set_num_threads(1)
+    images = [read_image(item.path) for item in walk([folder])]
+    boxes = [[f.box for f in detect(im)] for im in images]
+    n = sum(map(len, boxes))
+    nets = {"shipped": NetworkLandmarker(), **{w: NetworkLandmarker(w) for w in others}}
+    best = dict.fromkeys(nets, 0.0)
+    for net in nets.values():
+        net.predict_with_error(images[:1], boxes[:1])  # warm-up
+    for _ in range(repeat):
+        for name, net in nets.items():
+            t = time.perf_counter()
+            for im, b in zip(images, boxes):
+                net.predict_with_error([im], [b])
+            best[name] = max(best[name], n / (time.perf_counter() - t))
+    for name, rate in best.items():
+        print(f"  {name}: {rate:.1f} faces/s per image, 1 thread ({n} faces)")
+
+
 def small_photos(folder: str, repeat: int) -> None:
     """Part 1 and 2 on a folder of ordinary (800-px) photos."""
     net1, faces = end_to_end(folder, ["-j", "1", *HOG], repeat)
@@ -193,6 +217,8 @@ def main() -> None:
     parser.add_argument("--orientations", action="store_true", help="part 5 (orientations) instead of 1 and 2")
     parser.add_argument("--baseline", nargs="*", default=[],
                         help="with --orientations: checkouts of earlier versions to compare (their own defaults)")
+    parser.add_argument("--weights", nargs="+", default=[],
+                        help="part 6: weights files whose landmark stage to time beside the shipped one")
     parser.add_argument("--repeat", type=int, default=2)
     a = parser.parse_args()
     with tempfile.TemporaryDirectory() as small, tempfile.TemporaryDirectory() as large:
@@ -200,6 +226,8 @@ def main() -> None:
             folder = subset(a.folder, a.limit, Path(small), a.distinct)
             if a.orientations:
                 orientations(folder, a.repeat, a.baseline)
+            elif a.weights:
+                weights_per_image(folder, a.repeat, a.weights)
             else:
                 (detectors if a.detectors else small_photos)(folder, a.repeat)
         if a.large:
