@@ -94,21 +94,28 @@ def boxes(faces: dict[str, list[dict]]) -> dict[str, list]:
     return {stem: [f["box"] for f in fs] for stem, fs in faces.items()}
 
 
-def landmark_stage(folder: str, repeat: int) -> dict[str, float]:
-    """faces/s of the landmark stage alone on the boxes the detector finds in ``folder``."""
+def detected(folder: str) -> tuple[list[np.ndarray], list[list], int]:
+    """The images of ``folder``, the detector's boxes in each, and how many boxes in all."""
     images = [read_image(item.path) for item in walk([folder])]
     boxes = [[f.box for f in detect(im)] for im in images]
-    n = sum(map(len, boxes))
+    return images, boxes, sum(map(len, boxes))
+
+
+def rate(fn, n: int) -> float:
+    """``n`` faces over the seconds one call of ``fn`` takes."""
+    t = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t)
+
+
+def landmark_stage(folder: str, repeat: int) -> dict[str, float]:
+    """faces/s of the landmark stage alone on the boxes the detector finds in ``folder``."""
+    images, boxes, n = detected(folder)
     net, dlib = NetworkLandmarker(), DlibLandmarker()
 
     def timed(fn) -> float:
         fn()  # warm-up: model files loaded, kernels chosen
-        best = 0.0
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            best = max(best, n / (time.perf_counter() - t))
-        return best
+        return max(rate(fn, n) for _ in range(repeat))
 
     torch.set_num_threads(os.cpu_count() or 1)
     out = {"faces": n, "network batched, all cores": timed(lambda: net.predict_many(images, boxes))}
@@ -122,21 +129,17 @@ def weights_per_image(folder: str, repeat: int, others: list[str]) -> None:
     """Part 6: faces/s of the landmark stage per image, one thread, for the shipped weights and ``others``
     (each run in turn, ``repeat`` rounds, the best round of each)."""
     torch.set_num_threads(1)
-    images = [read_image(item.path) for item in walk([folder])]
-    boxes = [[f.box for f in detect(im)] for im in images]
-    n = sum(map(len, boxes))
+    images, boxes, n = detected(folder)
     nets = {"shipped": NetworkLandmarker(), **{w: NetworkLandmarker(w) for w in others}}
     best = dict.fromkeys(nets, 0.0)
     for net in nets.values():
         net.predict_with_error(images[:1], boxes[:1])  # warm-up
     for _ in range(repeat):
         for name, net in nets.items():
-            t = time.perf_counter()
-            for im, b in zip(images, boxes):
-                net.predict_with_error([im], [b])
-            best[name] = max(best[name], n / (time.perf_counter() - t))
-    for name, rate in best.items():
-        print(f"  {name}: {rate:.1f} faces/s per image, 1 thread ({n} faces)")
+            per_image = lambda: [net.predict_with_error([im], [b]) for im, b in zip(images, boxes)]  # noqa: E731
+            best[name] = max(best[name], rate(per_image, n))
+    for name, faces_per_s in best.items():
+        print(f"  {name}: {faces_per_s:.1f} faces/s per image, 1 thread ({n} faces)")
 
 
 def small_photos(folder: str, repeat: int) -> None:
