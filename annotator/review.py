@@ -162,7 +162,8 @@ def page_paths(path: Path, pages: int) -> list[Path]:
 
 
 def write_sheets(out: Path, rows: list[dict[str, str]], path: Path, per_page: int | None = None) -> list[Path]:
-    """Contact sheets of ``rows`` in order, ``per_page`` (default PER_PAGE) faces a page; returns the files written."""
+    """Contact sheets of ``rows`` in order, each face turned upright by its roll, ``per_page`` (default
+    PER_PAGE) faces a page; returns the files written."""
     per_page = per_page or PER_PAGE
     if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise ReviewError(f"{path}: the sheet's name must end in .jpg or .png")
@@ -170,5 +171,5 @@ def write_sheets(out: Path, rows: list[dict[str, str]], path: Path, per_page: in
     paths = page_paths(path, len(pages))
     for page, target in zip(pages, paths):
         params = [] if target.suffix.lower() == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 92]
-        atomic_write(target, cv2.imencode(target.suffix, sheet([tile(out, r) for r in page]), params)[1].tobytes())
+        atomic_write(target, cv2.imencode(target.suffix, sheet([tile(out, r, upright=True) for r in page]), params)[1].tobytes())
     return paths

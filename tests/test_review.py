@@ -45,8 +45,8 @@ def test_sheet_tiles_are_in_list_order(runs, tmp_path):
     h, w = TILE + LABEL, TILE
     for i, row in enumerate(rows[:3]):
         x = i * (TILE + GAP)
-        assert np.array_equal(page[:h, x:x + w], tile(runs / "json", row))
-    assert not np.array_equal(page[:h, :w], tile(runs / "json", rows[3]))
+        assert np.array_equal(page[:h, x:x + w], tile(runs / "json", row, upright=True))
+    assert not np.array_equal(page[:h, :w], tile(runs / "json", rows[3], upright=True))
 
 
 def test_points_read_back_from_pts_and_json_agree(runs):

@@ -288,6 +288,22 @@ def test_page_drags_a_point_saves_undoes_and_marks_not_a_face(runs, tmp_path):
     assert {r["output"]: r for r in index_rows(out)}.keys() == rows.keys()  # rows are updated, never added
 
 
+def test_the_contact_sheet_shows_a_turned_face_upright(turned, tmp_path):
+    """``annotate review``'s sheet turns each face upright by its roll, as the page does: the face of the
+    turned photo looks like the same face in the upright photo, not like it turned by 90 degrees."""
+    listed = annotate("review", turned / "pts", "--worst", "3", "--list").stdout.splitlines()
+    annotate("review", turned / "pts", "--worst", "3", "--per-page", "1", "--out", tmp_path / "sheet.png")
+    tiles = {Path(line.split("\t")[1]).stem: cv2.imread(str(tmp_path / f"sheet-{i}.png"), cv2.IMREAD_GRAYSCALE)[:TILE]
+             for i, line in enumerate(listed, 1)}
+
+    def alike(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+    upright, turned_face = tiles["upright_2"], tiles["turned"]
+    assert alike(turned_face, upright) > 0.6
+    assert alike(turned_face, upright) > alike(cv2.rotate(turned_face, cv2.ROTATE_90_COUNTERCLOCKWISE), upright) + 0.2
+
+
 def test_a_turned_face_is_shown_upright_and_drags_map_back_to_the_photo(turned, tmp_path):
     webdriver = browser_or_skip()
     from selenium.webdriver.common.action_chains import ActionChains
