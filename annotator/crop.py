@@ -135,9 +135,9 @@ def frame_affine(frame: str, size: int, box: Box, points: np.ndarray | None = No
                  template: np.ndarray | None = None) -> np.ndarray:
     """Source -> network crop matrix for a ``size`` network of crop ``frame``; inference and training alike.
 
-    ``box`` (and ``roll``, the roll estimator's): the detector box as is. ``shape``: ``points`` (in the source) aligned by a similarity onto
-    ``template``, the network's crop-relative mean shape. The source is the photo at inference, the
-    cached context crop in training (with ``box`` from :func:`context_box`).
+    ``box`` (and ``roll``, the roll estimator's): the detector box as is. ``shape``: ``points`` (in the
+    source) aligned by a similarity onto ``template``, the network's crop-relative mean shape. The source
+    is the photo at inference, the cached context crop in training (with ``box`` from :func:`context_box`).
     """
     if frame in ("box", "roll"):
         return box_affine(box, size)

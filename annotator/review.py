@@ -171,5 +171,6 @@ def write_sheets(out: Path, rows: list[dict[str, str]], path: Path, per_page: in
     paths = page_paths(path, len(pages))
     for page, target in zip(pages, paths):
         params = [] if target.suffix.lower() == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 92]
-        atomic_write(target, cv2.imencode(target.suffix, sheet([tile(out, r, upright=True) for r in page]), params)[1].tobytes())
+        picture = sheet([tile(out, r, upright=True) for r in page])
+        atomic_write(target, cv2.imencode(target.suffix, picture, params)[1].tobytes())
     return paths

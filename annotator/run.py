@@ -130,7 +130,8 @@ def _annotate(item: Item, opts: Options) -> Result:
     per_point = [None] * len(faces) if point_errors is None else point_errors
     if opts.format == "json":
         records = [{"box": f.box, "score": f.score, "detector": f.detector, "expected_error": e, "roll": r,
-                    "landmarks": p, "point_errors": q} for f, p, e, r, q in zip(faces, points, errors, rolls, per_point)]
+                    "landmarks": p, "point_errors": q}
+                   for f, p, e, r, q in zip(faces, points, errors, rolls, per_point)]
         outputs = [item.output(opts.out, ".json")] * max(len(faces), 1)
         atomic_write(outputs[0], json_record(item.relative.as_posix(), image.shape[1], image.shape[0], records),
                      opts.out / TMP_DIR)

@@ -198,6 +198,13 @@ def _json_face(path: Path, row: dict[str, str]) -> dict | None:
     return json_face(path, _box(row))
 
 
+def _indexed_face(row: dict[str, str]) -> dict:
+    """A JSON face record (no points yet) from the face's ``faces.csv`` row."""
+    expected, roll = row["expected_error"], row.get("roll")
+    return {"box": _box(row), "score": float(row["score"]), "detector": row["detector"],
+            "expected_error": float(expected) if expected else None, "roll": float(roll) if roll else None}
+
+
 def _write_json_face(path: Path, row: dict[str, str], points: np.ndarray | None, check: str,
                      kept: dict | None = None) -> None:
     """Update (or restore, in score order: from ``kept``, the run's record, if given) the face's record in
@@ -206,9 +213,7 @@ def _write_json_face(path: Path, row: dict[str, str], points: np.ndarray | None,
     record = json.loads(path.read_text(encoding="utf-8"))
     faces = [f for f in record["faces"] if f["box"] != _box(row)]
     if points is not None:
-        face = _json_face(path, row) or kept or {"box": _box(row), "score": float(row["score"]), "detector": row["detector"],
-                                         "expected_error": float(row["expected_error"]) if row["expected_error"]
-                                         else None, "roll": float(row["roll"]) if row.get("roll") else None}
+        face = _json_face(path, row) or kept or _indexed_face(row)
         landmarks = [[round(float(x), 3), round(float(y), 3)] for x, y in points]
         faces.append({**face, "landmarks": landmarks, "checked": check})
         faces.sort(key=lambda f: -f["score"])
