@@ -36,19 +36,25 @@ def for_inference(net: torch.nn.Module) -> torch.nn.Module:
     return net.to(memory_format=torch.channels_last)
 
 
-def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: str = "cpu"
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: str = "cpu",
+                 mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Crop-relative points of (N, S, S, 3) uint8 crops and of their mirror images (mapped back to the crops).
 
     Each crop and its mirror image go through the network in one batch,
     ``chunk`` crops at a time: on CPU, batches that fit the caches are faster per face.
+    With ``mirror`` False only the crops go through, and their points stand in for the mirror images'.
     """
     plain, mirrored = [], []
     with torch.inference_mode():
         for i in range(0, len(crops), chunk):
             x = torch.from_numpy(crops[i:i + chunk]).to(device).permute(0, 3, 1, 2).float()
-            x = torch.cat([x, x.flip(3)]).contiguous(memory_format=torch.channels_last)
-            rel = net(x).cpu().numpy().astype(np.float64)
+            if mirror:
+                x = torch.cat([x, x.flip(3)])
+            rel = net(x.contiguous(memory_format=torch.channels_last)).cpu().numpy().astype(np.float64)
+            if not mirror:
+                plain.append(rel)
+                mirrored.append(rel)
+                continue
             half = len(rel) // 2
             back = rel[half:, FLIP_PERMUTATION]
             back[..., 0] = 1 - back[..., 0]
@@ -57,13 +63,17 @@ def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: s
     return np.concatenate(plain), np.concatenate(mirrored)
 
 
-def predict_roll(net: RollNet, crops: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def predict_roll(net: RollNet, crops: np.ndarray, device: str = "cpu", mirror: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Per (N, S, S, 3) box crop, the face's roll (radians, image coordinates) from the crop and its mirror
-    image, and how far the two disagree (radians)."""
+    image, and how far the two disagree (radians; without ``mirror``, from the crop alone and 0)."""
     with torch.inference_mode():
         x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float()
-        x = torch.cat([x, x.flip(3)]).contiguous(memory_format=torch.channels_last)
-        out = net(x).cpu().numpy().astype(np.float64)
+        if mirror:
+            x = torch.cat([x, x.flip(3)])
+        out = net(x.contiguous(memory_format=torch.channels_last)).cpu().numpy().astype(np.float64)
+    if not mirror:
+        return np.arctan2(out[:, 1], out[:, 0]), np.zeros(len(out))
     half = len(out) // 2
     plain = np.arctan2(out[:half, 1], out[:half, 0])
     mirrored = -np.arctan2(out[half:, 1], out[half:, 0])  # a mirrored face turns the other way
@@ -104,10 +114,10 @@ class NetworkLandmarker:
         per-point spreads (None without a grid stage last).
 
         With a roll estimator, it turns each box's crop so that the face is upright for the first
-        stage. Every stage sees each face and its mirror image and passes on their
-        average; how much the two disagree, how far the last stage moved the
-        points, whether the roll estimate agrees with the points, and the grid stage's uncertainty
-        predict the error (see :func:`error_features`). A point's spread is the grid stage's Laplace
+        stage. The first and last stages see each face and its mirror image and pass on their
+        average (a middle stage sees the face alone); how much the two disagree, how far the last
+        stage moved the points, whether the roll estimate agrees with the points, and the grid
+        stage's uncertainty predict the error (see :func:`error_features`). A point's spread is the grid stage's Laplace
         scale for it (face and mirror image averaged) in the metric's units (over sqrt(area of the
         points' box)).
         """
@@ -118,7 +128,7 @@ class NetworkLandmarker:
             return np.zeros((0, 68, 2)), np.zeros((0, width)), np.zeros((0, 68)) if grid else None
         rolls = self._rolls(faces)
         points, outputs = [None] * len(faces), []
-        for net in self.stages:
+        for i, net in enumerate(self.stages):
             size, frame = net.config["size"], net.config.get("frame", "box")
             template = net.mean_shape.numpy().astype(np.float64)
             ms = [frame_affine(frame, size, b, p, template) for (_, b), p in zip(faces, points)]
@@ -126,7 +136,8 @@ class NetworkLandmarker:
                 ms = [turned(m, size, a) for m, a in zip(ms, rolls[0])]
             crops = np.stack([warp(image, m, size) for (image, _), m in zip(faces, ms)])
             back = [invert_affine(m) for m in ms]
-            pair = predict_both(net, crops, device=self.device)
+            mirror = i in (0, len(self.stages) - 1)  # the middle stages' mirror images add little but time
+            pair = predict_both(net, crops, device=self.device, mirror=mirror)
             outputs.append([np.stack([apply_affine(b, to_crop_pixels(r[:, :2], size)) for b, r in zip(back, rel)])
                             for rel in pair])
             points = list((outputs[-1][0] + outputs[-1][1]) / 2)
@@ -135,7 +146,7 @@ class NetworkLandmarker:
         if rolls is not None:
             template = self.stages[0].mean_shape.numpy().astype(np.float64)
             final_roll = similarity_angle(template, final)
-            again = self._rolls(faces, final_roll)[0]  # ~0 when the points' roll is the face's
+            again = self._rolls(faces, final_roll, mirror=False)[0]  # ~0 when the points' roll is the face's
             features = np.hstack([features, roll_features(rolls, final_roll, again)])
         if not grid:
             return final, features, None
@@ -143,8 +154,8 @@ class NetworkLandmarker:
         spreads = (np.exp(pair[0][..., 2]) + np.exp(pair[1][..., 2])) / 2 * scale[:, None] / _extent(final)[:, None]
         return final, np.hstack([features, np.log(spreads.mean(1, keepdims=True))]), spreads
 
-    def _rolls(self, faces: list[tuple[np.ndarray, Box]], turn: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray] | None:
+    def _rolls(self, faces: list[tuple[np.ndarray, Box]], turn: np.ndarray | None = None,
+               mirror: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
         """The roll estimator's (roll, mirror disagreement) of each face (its box's crop turned by ``-turn``
         radians), or None without one."""
         if self.roll is None:
@@ -153,7 +164,7 @@ class NetworkLandmarker:
         turn = np.zeros(len(faces)) if turn is None else turn
         crops = np.stack([warp(image, turned(box_affine(b, size), size, a), size)
                           for (image, b), a in zip(faces, turn)])
-        return predict_roll(self.roll, crops, self.device)
+        return predict_roll(self.roll, crops, self.device, mirror)
 
 
 def _extent(points: np.ndarray) -> np.ndarray:
