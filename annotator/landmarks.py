@@ -36,13 +36,13 @@ def for_inference(net: torch.nn.Module) -> torch.nn.Module:
     return net.to(memory_format=torch.channels_last)
 
 
-def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: str = "cpu",
-                 mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Crop-relative points of (N, S, S, 3) uint8 crops and of their mirror images (mapped back to the crops).
+def forward_both(net: torch.nn.Module, crops: np.ndarray, chunk: int = 64, device: str = "cpu",
+                 mirror: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """A network's outputs for (N, S, S, 3) uint8 crops and, with ``mirror``, for their mirror images
+    (as the network gives them; None without ``mirror``).
 
-    Each crop and its mirror image go through the network in one batch,
-    ``chunk`` crops at a time: on CPU, batches that fit the caches are faster per face.
-    With ``mirror`` False only the crops go through, and their points stand in for the mirror images'.
+    Each crop and its mirror image go through the network in one batch, ``chunk`` crops at a time:
+    on CPU, batches that fit the caches are faster per face.
     """
     plain, mirrored = [], []
     with torch.inference_mode():
@@ -50,33 +50,36 @@ def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: s
             x = torch.from_numpy(crops[i:i + chunk]).to(device).permute(0, 3, 1, 2).float()
             if mirror:
                 x = torch.cat([x, x.flip(3)])
-            rel = net(x.contiguous(memory_format=torch.channels_last)).cpu().numpy().astype(np.float64)
-            if not mirror:
-                plain.append(rel)
-                mirrored.append(rel)
-                continue
-            half = len(rel) // 2
-            back = rel[half:, FLIP_PERMUTATION]
-            back[..., 0] = 1 - back[..., 0]
-            plain.append(rel[:half])
-            mirrored.append(back)
-    return np.concatenate(plain), np.concatenate(mirrored)
+            out = net(x.contiguous(memory_format=torch.channels_last)).cpu().numpy().astype(np.float64)
+            half = len(out) // 2 if mirror else len(out)
+            plain.append(out[:half])
+            mirrored.append(out[half:])
+    return np.concatenate(plain), np.concatenate(mirrored) if mirror else None
+
+
+def predict_both(net: LandmarkNet, crops: np.ndarray, chunk: int = 64, device: str = "cpu",
+                 mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Crop-relative points of (N, S, S, 3) uint8 crops and of their mirror images (mapped back to the crops).
+
+    With ``mirror`` False only the crops go through, and their points stand in for the mirror images'.
+    """
+    plain, mirrored = forward_both(net, crops, chunk, device, mirror)
+    if mirrored is None:
+        return plain, plain
+    back = mirrored[:, FLIP_PERMUTATION]
+    back[..., 0] = 1 - back[..., 0]
+    return plain, back
 
 
 def predict_roll(net: RollNet, crops: np.ndarray, device: str = "cpu", mirror: bool = True
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per (N, S, S, 3) box crop, the face's roll (radians, image coordinates) from the crop and its mirror
     image, and how far the two disagree (radians; without ``mirror``, from the crop alone and 0)."""
-    with torch.inference_mode():
-        x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float()
-        if mirror:
-            x = torch.cat([x, x.flip(3)])
-        out = net(x.contiguous(memory_format=torch.channels_last)).cpu().numpy().astype(np.float64)
-    if not mirror:
-        return np.arctan2(out[:, 1], out[:, 0]), np.zeros(len(out))
-    half = len(out) // 2
-    plain = np.arctan2(out[:half, 1], out[:half, 0])
-    mirrored = -np.arctan2(out[half:, 1], out[half:, 0])  # a mirrored face turns the other way
+    out, flipped = forward_both(net, crops, device=device, mirror=mirror)
+    plain = np.arctan2(out[:, 1], out[:, 0])
+    if flipped is None:
+        return plain, np.zeros(len(out))
+    mirrored = -np.arctan2(flipped[:, 1], flipped[:, 0])  # a mirrored face turns the other way
     return np.angle(np.exp(1j * plain) + np.exp(1j * mirrored)), np.abs(np.angle(np.exp(1j * (plain - mirrored))))
 
 
