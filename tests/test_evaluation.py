@@ -62,3 +62,17 @@ def test_calibrate_stores_an_error_model_in_the_weights(photos, tmp_path):
         true.append(normalised_errors(points, truth[None])[0])
     # fitted on these faces: the estimate is in the metric's units (geometric means agree)
     assert abs(np.mean(np.log(expected)) - np.mean(np.log(true))) < 0.05
+
+
+def test_calibrate_keeps_the_detections_for_the_next_run(photos, tmp_path):
+    weights, boxes = tmp_path / "w.pt", tmp_path / "boxes"
+    shutil.copy(DEFAULT_WEIGHTS, weights)
+    annotate("train", "calibrate", weights, photos, "--boxes", boxes, "-j", "1")
+    first = torch.load(weights, weights_only=True)["meta"]["error_model"]
+    kept = sorted(boxes.glob("*.json"))
+    assert len(kept) == 4 and all(json.loads(p.read_text())[0]["box"] for p in kept)  # one per photo view
+    annotate("train", "calibrate", weights, photos, "--boxes", boxes, "-j", "1")
+    assert torch.load(weights, weights_only=True)["meta"]["error_model"] == first  # the same faces again
+    kept[0].write_text("[null]")  # a kept detection is used as it is: here, a face the detector missed
+    annotate("train", "calibrate", weights, photos, "--boxes", boxes, "-j", "1")
+    assert torch.load(weights, weights_only=True)["meta"]["error_model"]["faces"] == 3

@@ -51,13 +51,15 @@ def _logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, steps: int = 50
 def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str] = (), upsample: int = 1,
               jobs: int = -1, turns: tuple[float, ...] = (0.0,), detector: str = "hog",
               orientation: str = "upright", faces_out: str | Path | None = None,
-              occlusions: tuple[float, ...] = (0.0,)) -> dict:
+              occlusions: tuple[float, ...] = (0.0,), boxes: str | Path | None = None) -> dict:
     """Fit the error model on the faces of ``folders`` (held-out slices of ``holdout_of``), each photo turned
     by each of ``turns`` degrees, with each of ``occlusions`` of the face hidden, and scanned by ``detector``
-    in ``orientation``; store it in ``weights``."""
+    in ``orientation`` (the detections kept in, and taken from, the folder ``boxes``); store it in
+    ``weights``."""
     methods = {"network": ("network", str(weights))}
     sets = data_sets(folders, holdout_of)
-    faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation, occlude))
+    faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation, occlude),
+                     boxes=boxes)
              for f, part in sets for turn in turns for occlude in occlusions]
     faces = [f for f in faces if "features" in f]
     features = np.concatenate([f["features"] for f in faces])

@@ -156,14 +156,18 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
                    "(repeatable; 0: as they are): failures made from held-out faces.")
 @click.option("--faces-out", type=click.Path(dir_okay=False), default=None,
               help="Also write the fitted faces' error features and true errors to this .npz.")
+@click.option("--boxes", type=click.Path(file_okay=False), default=None,
+              help="Keep each photo view's detection in this folder and take it from there next time: a rerun "
+                   "(another network, or after an interruption) scans only what the folder lacks. Empty it "
+                   "when the detector changes.")
 @click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
 def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientation, occlusions, faces_out,
-              jobs) -> None:
+              boxes, jobs) -> None:
     """Fit WEIGHTS' per-face expected error on held-out faces and store the fit in WEIGHTS."""
     from .calibrate import calibrate as run
     _require_sets(folders, holdout_of)
     click.echo(json.dumps(run(weights, list(folders), list(holdout_of), upsample, jobs, tuple(turns), detector,
-                              orientation, faces_out, tuple(occlusions))))
+                              orientation, faces_out, tuple(occlusions), boxes)))
 
 
 @train.command()

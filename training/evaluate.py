@@ -33,9 +33,9 @@ class View:
 
 
 def _evaluate_image(image_path: Path, pts_path: Path, methods: dict[str, tuple[str, str | None]],
-                    upsample: int, max_side: int | None, view: View) -> dict | None:
+                    upsample: int, max_side: int | None, view: View, boxes: str | Path | None) -> dict | None:
     found = detected_face(image_path, pts_path, upsample, max_side, view.detector, view.turn, view.orientation,
-                          view.occlude)
+                          view.occlude, boxes)
     if found is None:
         return None
     image, face, truth = found
@@ -56,15 +56,17 @@ def _evaluate_image(image_path: Path, pts_path: Path, methods: dict[str, tuple[s
 
 
 def collect(folder: str, part: str, methods: dict[str, tuple[str, str | None]], upsample: int = 1,
-            max_side: int | None = None, jobs: int = -1, view: View = View(), limit: int | None = None) -> dict:
+            max_side: int | None = None, jobs: int = -1, view: View = View(), limit: int | None = None,
+            boxes: str | Path | None = None) -> dict:
     """Per method the (N,) errors of the faces of ``folder``'s ``part`` that the detector found; misses counted.
 
-    ``view``: the photos turned and scanned as it says; ``limit``: only every k-th face, about that many."""
+    ``view``: the photos turned and scanned as it says; ``limit``: only every k-th face, about that many;
+    ``boxes``: a folder keeping the detections for the next run (``training.detections``)."""
     pairs = list(labelled_images(folder, part))
     if limit and len(pairs) > limit:
         pairs = pairs[::int(np.ceil(len(pairs) / limit))]
     rows = Parallel(n_jobs=jobs, batch_size=4)(
-        delayed(_evaluate_image)(i, p, methods, upsample, max_side, view) for i, p in pairs)
+        delayed(_evaluate_image)(i, p, methods, upsample, max_side, view, boxes) for i, p in pairs)
     rows = [r for r in rows if r is not None]
     kept = [r for r in rows if not r["missed"]]
     out = {"missed": len(rows) - len(kept), "errors": {m: np.zeros(0) for m in methods}}
@@ -127,6 +129,7 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
         methods["dlib-trained"] = ("dlib", str(dlib_trained))
     error_model = cached_landmarker("network", str(weights)).meta.get("error_model")
     report = {"weights": str(weights), "threshold": THRESHOLD, "upsample": upsample, "sets": {}}
+    slices = []  # (expected, true) errors of the held-out slices, ranked together as well
     for folder, part in data_sets(folders, holdout_of):
         faces = collect(folder, part, methods, upsample, max_side, jobs)
         name = set_name(folder, part)
@@ -135,10 +138,9 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
         report["sets"][name] = {
             "folder": str(folder), "part": part, "detector_missed": faces["missed"],
             **{m: summarise(e) for m, e in errors.items()},
-            "expected_error": {"spearman": spearman(expected, errors["network"]),
-                               "worst_10pc_caught": worst_caught(expected, errors["network"]),
-                               "mean_expected": float(expected.mean()),
-                               **failure_flags(expected, errors["network"])}}
+            "expected_error": ranking(expected, errors["network"])}
+        if part == "holdout":
+            slices.append((expected, errors["network"]))
         if "spreads" in faces:  # the grid stage's per-point uncertainty
             per_point = point_errors(faces["spreads"], expected)
             report["sets"][name]["point_errors"] = {
@@ -148,9 +150,19 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
             report["sets"][name]["detectors"] = compare_detectors(folder, part, str(weights), upsample, max_side,
                                                                   jobs)
         _plot_ced(errors, name, out / f"ced_{name}.png")
+    if len(slices) > 1:
+        report["holdout_slices_pooled"] = ranking(*(np.concatenate(x) for x in zip(*slices)))
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown_table(report))
     return report
+
+
+def ranking(expected: np.ndarray, errors: np.ndarray) -> dict:
+    """How well ``expected`` errors rank and flag the true ``errors``: Spearman, the share of the worst 10%
+    among the 10% expected worst, the mean expected error and :func:`failure_flags`."""
+    return {"spearman": spearman(expected, errors), "worst_10pc_caught": worst_caught(expected, errors),
+            "mean_expected": float(expected.mean()), "mean_true": float(errors.mean()),
+            **failure_flags(expected, errors)}
 
 
 def failure_flags(expected: np.ndarray, errors: np.ndarray) -> dict:
@@ -187,6 +199,10 @@ def markdown_table(report: dict) -> str:
         points = f"{p['within_faces']:.3f} / {p['across_faces']:.3f}, {p['mean_expected_over_true']:.2f}" if p else "-"
         lines.append(f"| {name} | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} | "
                      f"{e['mean_expected'] / s['network']['mean']:.2f} | {points} |")
+    if "holdout_slices_pooled" in report:
+        e = report["holdout_slices_pooled"]
+        lines.append(f"| held-out slices pooled | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} | "
+                     f"{e['mean_expected'] / e['mean_true']:.2f} | - |")
     compared = {name: s["detectors"] for name, s in report["sets"].items() if "detectors" in s}
     if compared:
         lines += ["", "| data set | faces | found by both | mean error on HOG / CNN boxes | CNN / HOG "

@@ -15,6 +15,8 @@ from annotator.discover import IMAGE_EXTENSIONS
 from annotator.formats import read_pts
 from annotator.images import read_image
 
+from .detections import cached_faces
+
 HOLDOUT = 0.15  # share of photos held out for validation (``part="holdout"``)
 PARTS = ("all", "train", "holdout")
 
@@ -88,25 +90,30 @@ def occluded(image: np.ndarray, points: np.ndarray, share: float, seed: str) -> 
 
 def detected_faces(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
                    detectors: tuple[str, ...] = ("hog",), turn: float = 0.0, orientation: str = "upright",
-                   occlude: float = 0.0) -> tuple[np.ndarray, list[Face | None], np.ndarray] | None:
+                   occlude: float = 0.0, boxes: str | Path | None = None
+                   ) -> tuple[np.ndarray, list[Face | None], np.ndarray] | None:
     """The image (turned by ``turn`` degrees, see :func:`turned`; ``occlude`` of the face hidden, see
     :func:`occluded`), per detector the detection containing its ground-truth points' centre (None:
-    missed), and the points. None when the ``.pts`` holds another markup than 68 points."""
+    missed), and the points. None when the ``.pts`` holds another markup than 68 points. ``boxes``: a
+    folder that keeps the detections for the next run (``training.detections``)."""
     points = read_68(pts_path)
     if points is None:
         return None
     image, points = turned(read_image(image_path), points, turn)
     image = occluded(image, points, occlude, f"{image_path.name} {turn}")
-    faces = [face_containing(detect(image, upsample, max_side, detector=d, orientation=orientation), points)
-             for d in detectors]
+    view = f"{upsample}|{max_side}|{detectors}|{turn}|{orientation}|{occlude}"
+    faces = cached_faces(boxes, image_path, view, lambda: [
+        face_containing(detect(image, upsample, max_side, detector=d, orientation=orientation), points)
+        for d in detectors])
     return image, faces, points
 
 
 def detected_face(image_path: Path, pts_path: Path, upsample: int = 1, max_side: int | None = None,
-                  detector: str = "hog", turn: float = 0.0, orientation: str = "upright", occlude: float = 0.0
-                  ) -> tuple[np.ndarray, Face | None, np.ndarray] | None:
+                  detector: str = "hog", turn: float = 0.0, orientation: str = "upright", occlude: float = 0.0,
+                  boxes: str | Path | None = None) -> tuple[np.ndarray, Face | None, np.ndarray] | None:
     """As :func:`detected_faces`, for one detector."""
-    found = detected_faces(image_path, pts_path, upsample, max_side, (detector,), turn, orientation, occlude)
+    found = detected_faces(image_path, pts_path, upsample, max_side, (detector,), turn, orientation, occlude,
+                           boxes)
     return None if found is None else (found[0], found[1][0], found[2])
 
 
