@@ -2,7 +2,8 @@
 
 A detector's boxes depend on the photo and how it is shown (turned, partly hidden, the scan's settings),
 not on the landmark network: refitting or scoring another network on the same views need not scan again.
-One small JSON file per photo and view, written atomically, so an interrupted run keeps what it found.
+One small JSON file per photo and view (keyed by the photo, its .pts and the view), written atomically,
+so an interrupted run keeps what it found.
 """
 from __future__ import annotations
 
