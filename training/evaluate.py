@@ -197,12 +197,9 @@ def markdown_table(report: dict) -> str:
     for name, s in report["sets"].items():
         e, p = s["expected_error"], s.get("point_errors")
         points = f"{p['within_faces']:.3f} / {p['across_faces']:.3f}, {p['mean_expected_over_true']:.2f}" if p else "-"
-        lines.append(f"| {name} | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} | "
-                     f"{e['mean_expected'] / s['network']['mean']:.2f} | {points} |")
+        lines.append(_ranking_row(name, e, points))
     if "holdout_slices_pooled" in report:
-        e = report["holdout_slices_pooled"]
-        lines.append(f"| held-out slices pooled | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} | "
-                     f"{e['mean_expected'] / e['mean_true']:.2f} | - |")
+        lines.append(_ranking_row("held-out slices pooled", report["holdout_slices_pooled"], "-"))
     compared = {name: s["detectors"] for name, s in report["sets"].items() if "detectors" in s}
     if compared:
         lines += ["", "| data set | faces | found by both | mean error on HOG / CNN boxes | CNN / HOG "
@@ -215,6 +212,12 @@ def markdown_table(report: dict) -> str:
             lines.append(f"| {name} | {d['faces']} | {hog['faces'] if hog else 0} | {pair} | {only['faces']}{extra} "
                          f"| {d['only_hog']['faces']} | {d['missed_by_both']} |")
     return "\n".join(lines) + "\n"
+
+
+def _ranking_row(name: str, e: dict, points: str) -> str:
+    """A markdown row of :func:`ranking`'s figures, and the per-point ones already formatted."""
+    return (f"| {name} | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} | "
+            f"{e['mean_expected'] / e['mean_true']:.2f} | {points} |")
 
 
 def _plot_ced(errors: dict[str, np.ndarray], name: str, path: Path) -> None:
