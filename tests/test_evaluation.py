@@ -76,3 +76,6 @@ def test_calibrate_keeps_the_detections_for_the_next_run(photos, tmp_path):
     kept[0].write_text("[null]")  # a kept detection is used as it is: here, a face the detector missed
     annotate("train", "calibrate", weights, photos, "--boxes", boxes, "-j", "1")
     assert torch.load(weights, weights_only=True)["meta"]["error_model"]["faces"] == 3
+    copy = shutil.copytree(photos, tmp_path / "copy")  # new paths and times, the same bytes: still kept
+    annotate("train", "calibrate", weights, copy, "--boxes", boxes, "-j", "1")
+    assert torch.load(weights, weights_only=True)["meta"]["error_model"]["faces"] == 3

@@ -2,8 +2,9 @@
 
 A detector's boxes depend on the photo and how it is shown (turned, partly hidden, the scan's settings),
 not on the landmark network: refitting or scoring another network on the same views need not scan again.
-One small JSON file per photo and view (keyed by the photo, its .pts and the view), written atomically,
-so an interrupted run keeps what it found.
+One small JSON file per photo and view (keyed by the photo's bytes and the view, which names the .pts's
+bytes), written atomically, so an interrupted run keeps what it found, and a copy of the data (new paths,
+new modification times) still finds it.
 """
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ from annotator.formats import atomic_write
 def cached_faces(folder: str | Path | None, photo: Path, view: str,
                  find: Callable[[], list[Face | None]]) -> list[Face | None]:
     """``find()``'s faces of ``photo`` shown as ``view`` says, from ``folder`` when it holds them (None: no
-    folder, always ``find()``). The key includes the photo's path, size and modification time."""
+    folder, always ``find()``). The key is a hash of the photo's bytes and ``view``."""
     if folder is None:
         return find()
-    stat = photo.stat()
-    key = f"{photo.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{view}"
+    key = f"{content_hash(photo)}|{view}"
     path = Path(folder) / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
     if path.is_file():
         return [None if f is None else Face(tuple(f["box"]), f["score"], f["detector"])
@@ -33,3 +33,8 @@ def cached_faces(folder: str | Path | None, photo: Path, view: str,
     atomic_write(path, json.dumps([None if f is None else {"box": [int(v) for v in f.box], "score": float(f.score),
                                                            "detector": f.detector} for f in faces]))
     return faces
+
+
+def content_hash(path: Path) -> str:
+    """SHA-1 of a file's bytes."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
