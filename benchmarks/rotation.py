@@ -41,7 +41,7 @@ PIPELINES = {"ours-any": (View(detector="cnn", orientation="any"), "network"),
 
 
 def sweep(data: Path, weights: str, angles: list[float], pipelines: list[str], limit: int | None, jobs: int,
-          sets: list[str], occlude: float = 0.0) -> tuple[list[dict], dict[str, list]]:
+          sets: list[str], occlude: float = 0.0, boxes: Path | None = None) -> tuple[list[dict], dict[str, list]]:
     """One row per (set, pipeline, angle): faces, found, usable, mean error of the found faces."""
     rows, faces = [], {"set": [], "angle": [], "error": [], "expected": []}
     model = cached_landmarker("network", weights).meta.get("error_model")
@@ -52,7 +52,7 @@ def sweep(data: Path, weights: str, angles: list[float], pipelines: list[str], l
             methods = {kind: (kind, weights if kind == "network" else None)}
             for angle in angles:
                 got = collect(str(data / folder), part, methods, jobs=jobs, limit=limit,
-                              view=View(angle, view.detector, view.orientation, occlude))
+                              view=View(angle, view.detector, view.orientation, occlude), boxes=boxes)
                 errors = got["errors"][kind]
                 total = len(errors) + got["missed"]
                 rows.append({"set": name, "pipeline": pipeline, "angle": angle, "faces": total,
@@ -131,10 +131,13 @@ def main() -> None:
                         help="rotation.json of earlier runs whose rows (other pipelines) join the table and plot")
     parser.add_argument("--occlude", type=float, default=0.0,
                         help="Hide this share of every face behind a grey rectangle (training.groundtruth.occluded)")
+    parser.add_argument("--boxes", type=Path, default=None,
+                        help="Keep the detections in this folder for the next run (as calibrate --boxes): "
+                             "a rerun on other weights runs only the network")
     parser.add_argument("-j", "--jobs", type=int, default=2)
     args = parser.parse_args()
     rows, faces = sweep(args.data, args.weights, args.angles, args.pipelines, args.limit, args.jobs, args.sets,
-                        args.occlude)
+                        args.occlude, args.boxes)
     rows = [r for path in args.include for r in json.loads(path.read_text())["rows"]
             if r["pipeline"] not in args.pipelines or r["set"] not in args.sets] + rows
     args.out.mkdir(parents=True, exist_ok=True)

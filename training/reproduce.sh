@@ -64,12 +64,11 @@ annotate train export runs/roll62 runs/s1_box62 training/checkpoints/grid128_e30
 # The per-face expected error is fitted on the held-out HELEN and LFPW slices turned by angles the benchmark
 # (benchmarks/rotation.py: 0, 45, ..., 180) does not use, as they are and with 40% of each face hidden (so that
 # the fit sees failures), as annotate finds them (CNN, every orientation); AFW and ytf/test stay unseen.
-# The shipped error model is this line's fit on the cascade with the shape stage (commit e0df8d0, the same
-# seven features); on the cascade without it the line was not rerun yet (about 2 h 20 min on the slower VM, most of
-# it the CNN's scans, which --boxes keeps for the next run: a rerun then runs only the network).
+# About 2 h on the slower 2-core VM, most of it the CNN's scans, which --boxes keeps for the next run (keyed by
+# the photos' bytes): a rerun on other weights then runs only the network.
 annotate train calibrate annotator/weights/landmarks68.pt --holdout-of "$DATA/300w/helen_trainset" \
   --holdout-of "$DATA/300w/lfpw_trainset" --detector cnn --orientation any \
-  --turn 0 --turn 70 --turn -160 --occlude 0 --occlude 0.4 --boxes cache/calibrate_boxes -j 2
+  --turn 0 --turn 70 --turn -160 --occlude 0 --occlude 0.4 --boxes cache/detections -j 2
 annotate train evaluate annotator/weights/landmarks68.pt "$DATA/ytf/test" "$DATA/300w/afw" \
   --holdout-of "$DATA/300w/helen_trainset" --holdout-of "$DATA/300w/lfpw_trainset" \
   --train-dlib "$DATA/300w/helen_trainset" --train-dlib "$DATA/300w/lfpw_trainset" --out reports/shipped -j 2
