@@ -2,8 +2,8 @@
 
 A detector's boxes depend on the photo and how it is shown (turned, partly hidden, the scan's settings),
 not on the landmark network: refitting or scoring another network on the same views need not scan again.
-One small JSON file per photo and view (keyed by the photo's bytes and the view, which names the .pts's
-bytes), written atomically, so an interrupted run keeps what it found, and a copy of the data (new paths,
+One small JSON file per photo and view (keyed by the bytes of the photo and its .pts and by the view),
+written atomically, so an interrupted run keeps what it found, and a copy of the data (new paths,
 new modification times) still finds it.
 """
 from __future__ import annotations
@@ -17,13 +17,14 @@ from annotator.detectors import Face
 from annotator.formats import atomic_write
 
 
-def cached_faces(folder: str | Path | None, photo: Path, view: str,
+def cached_faces(folder: str | Path | None, files: tuple[Path, ...], view: str,
                  find: Callable[[], list[Face | None]]) -> list[Face | None]:
-    """``find()``'s faces of ``photo`` shown as ``view`` says, from ``folder`` when it holds them (None: no
-    folder, always ``find()``). The key is a hash of the photo's bytes and ``view``."""
+    """``find()``'s faces of the photo in ``files`` (with its ground truth) shown as ``view`` says, from
+    ``folder`` when it holds them (None: no folder, always ``find()``). The key is a hash of the files'
+    bytes and ``view``."""
     if folder is None:
         return find()
-    key = f"{content_hash(photo)}|{view}"
+    key = "|".join([content_hash(f) for f in files] + [view])
     path = Path(folder) / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
     if path.is_file():
         return [None if f is None else Face(tuple(f["box"]), f["score"], f["detector"])

@@ -15,7 +15,7 @@ from annotator.discover import IMAGE_EXTENSIONS
 from annotator.formats import read_pts
 from annotator.images import read_image
 
-from .detections import cached_faces, content_hash
+from .detections import cached_faces
 
 HOLDOUT = 0.15  # share of photos held out for validation (``part="holdout"``)
 PARTS = ("all", "train", "holdout")
@@ -101,8 +101,8 @@ def detected_faces(image_path: Path, pts_path: Path, upsample: int = 1, max_side
         return None
     image, points = turned(read_image(image_path), points, turn)
     image = occluded(image, points, occlude, f"{image_path.name} {turn}")
-    view = f"{content_hash(pts_path)}|{upsample}|{max_side}|{detectors}|{turn}|{orientation}|{occlude}"
-    faces = cached_faces(boxes, image_path, view, lambda: [
+    view = f"{upsample}|{max_side}|{detectors}|{turn}|{orientation}|{occlude}"
+    faces = cached_faces(boxes, (image_path, pts_path), view, lambda: [
         face_containing(detect(image, upsample, max_side, detector=d, orientation=orientation), points)
         for d in detectors])
     return image, faces, points
