@@ -241,8 +241,31 @@ def roll_of(points: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     return nn.functional.normalize(torch.stack([p, q], 1), dim=1)
 
 
+class Averaged(nn.Module):
+    """One stage made of several networks trained alike (other seeds): the average of their outputs.
+
+    The members share the input crop, so they must share ``mean_shape`` (the same training data gives the
+    same one); ``config`` is the first member's with ``members``, their number.
+    """
+
+    def __init__(self, members: int = 2, **config):
+        super().__init__()
+        self.members = nn.ModuleList(network_for(config) for _ in range(members))
+        self.config = {**self.members[0].config, "members": members}
+
+    @property
+    def mean_shape(self) -> torch.Tensor:
+        return self.members[0].mean_shape
+
+    def forward(self, x: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([net(x, head) for net in self.members]).mean(0)
+
+
 def network_for(config: dict) -> nn.Module:
-    """The network a stage's ``config`` describes (a roll estimator, a landmark stage or a grid stage)."""
+    """The network a stage's ``config`` describes (a roll estimator, a landmark stage, a grid stage, or
+    several averaged)."""
+    if "members" in config:
+        return Averaged(**config)
     if config.get("frame") == "roll":
         return RollNet(**config)
     return GridNet(**config) if config.get("arch") == "grid" else LandmarkNet(**config)

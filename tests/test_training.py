@@ -10,7 +10,9 @@ import torch
 
 from annotator.detectors import detect, face_containing
 from annotator.images import read_image
+from annotator.checkpoint import load_cascade
 from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
+from annotator.network import network_for
 from conftest import annotate
 from annotator.training.groundtruth import labelled_images, read_68
 from annotator.training.metrics import normalised_errors
@@ -119,3 +121,42 @@ def test_grid_stage_writes_per_point_errors(photos, tmp_path):
     annotate("train", "evaluate", weights, photos, "--out", report, "-j", "1")
     (folder,) = json.loads((report / "report.json").read_text())["sets"].values()
     assert -1 <= folder["point_errors"]["within_faces"] <= 1 and folder["point_errors"]["mean_expected_over_true"] > 0
+
+
+def test_averaged_grid_stage(photos, tmp_path):
+    """Two grid runs of other seeds exported as one stage (--average): its output is their mean, and
+    annotate runs it; runs that do not share a crop cannot be averaged."""
+    cache = tmp_path / "points.npz"
+    annotate("train", "prepare", photos, "--out", cache, "--size", "32", "--detector", "points", "-j", "1")
+    runs = [tmp_path / f"grid{seed}" for seed in (0, 1)]
+    for seed, run in enumerate(runs):
+        annotate("train", "fit", cache, "--out", run, "--epochs", "1", "--batch", "2", "--width", "4",
+                 "--frame", "shape", "--arch", "grid", "--seed", str(seed))
+    weights = tmp_path / "averaged.pt"
+    annotate("train", "export", DEFAULT_WEIGHTS, runs[0], "--average", runs[1], "--dest", weights)
+    stages, _, _ = load_cascade(weights)
+    members = [network_for(torch.load(r / "last.pt", weights_only=True)["config"]) for r in runs]
+    for net, run in zip(members, runs):
+        net.load_state_dict(torch.load(run / "last.pt", weights_only=True)["state_dict"])
+    x = torch.rand(3, 3, 32, 32) * 255
+    with torch.inference_mode():
+        outs = [net.eval()(x) for net in [stages[-1], *members]]
+    assert not torch.allclose(outs[1], outs[2], atol=0.1)  # other seeds: other networks
+    assert torch.allclose(outs[0], (outs[1] + outs[2]) / 2, atol=2e-2)  # float16 weights as stored
+    annotate(photos, "--out", tmp_path / "json", "--format", "json", "--weights", weights)
+    assert len([f for p in (tmp_path / "json").glob("*.json") for f in json.loads(p.read_text())["faces"]]) >= 4
+    adapted = tmp_path / "adapted.pt"  # adapt fine-tunes each member
+    annotate("train", "adapt", photos, "--out", adapted, "--weights", weights, "--epochs", "1", "--batch", "2",
+             "-j", "1")
+    before, after = (torch.load(w, weights_only=True)["stages"][-1]["state_dict"] for w in (weights, adapted))
+    for i in (0, 1):
+        key = f"members.{i}.head.weight"
+        assert after[key].dtype == before[key].dtype and not torch.equal(after[key], before[key])
+
+    annotate("train", "prepare", photos, "--out", tmp_path / "p40.npz", "--size", "40", "--detector", "points",
+             "-j", "1")
+    other = tmp_path / "grid40"
+    annotate("train", "fit", tmp_path / "p40.npz", "--out", other, "--epochs", "1", "--batch", "2", "--width", "4",
+             "--frame", "shape", "--arch", "grid")
+    result = annotate("train", "export", DEFAULT_WEIGHTS, runs[0], "--average", other, "--dest", weights, check=False)
+    assert result.returncode == 1 and "must share the last stage's configuration" in result.stderr

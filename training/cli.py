@@ -176,7 +176,9 @@ def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientati
               help="Weights file to write. Default: annotator/weights/landmarks68.pt of the source checkout "
                    "this command runs from; required when the tool is installed (never into site-packages).")
 @click.option("--no-flip", is_flag=True, help="Do not average with the mirrored crop at inference.")
-def export(runs, dest, no_flip) -> None:
+@click.option("--average", multiple=True, type=click.Path(exists=True),
+              help="A run trained as the last stage was (another seed): the last stage averages them. Repeatable.")
+def export(runs, dest, no_flip, average) -> None:
     """Write RUNS as one cascade weights file.
 
     RUNS: the box stage first, then refinement stages (run folders or last.pt files).
@@ -186,7 +188,10 @@ def export(runs, dest, no_flip) -> None:
     if dest is None and (dest := source_weights()) is None:
         raise click.UsageError("--dest is required: the tool is installed, not run from a source checkout, "
                                "and export does not write into the installed package.")
-    click.echo(f"wrote {do_export(list(runs), dest, flip=not no_flip)}")
+    try:
+        click.echo(f"wrote {do_export(list(runs), dest, flip=not no_flip, average=list(average))}")
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
 
 
 class _Unusable(click.ClickException):

@@ -11,8 +11,11 @@ def source_weights() -> Path | None:
     return DEFAULT_WEIGHTS if (DEFAULT_WEIGHTS.parents[2] / "setup.cfg").is_file() else None
 
 
-def export(runs: list[str | Path], dest: str | Path, flip: bool = True) -> Path:
+def export(runs: list[str | Path], dest: str | Path, flip: bool = True, average: list[str | Path] = ()) -> Path:
     """Write the cascade of ``runs`` (a roll estimator, if any; the box stage, then refinement stages) to ``dest``.
+
+    ``average``: runs trained as the last stage was (other seeds); that stage becomes their average
+    (``annotator.network.Averaged``).
 
     A run is a run folder or its ``last.pt``, or an exported cascade, whose stages (and roll estimator)
     are taken as they are. Each stage keeps its config and normalisation; the metadata keeps every
@@ -27,18 +30,39 @@ def export(runs: list[str | Path], dest: str | Path, flip: bool = True) -> Path:
             roll = ckpt.get("roll", roll)
             roll_fit = ckpt["meta"].get("roll")
             continue
-        stage = {"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])}
-        fit = {"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]}
+        stage, fit = _stage(ckpt)
         if ckpt["config"].get("frame") == "roll":
             roll, roll_fit = stage, fit
         else:
             stages.append(stage)
             fits.append(fit)
+    if average:
+        stages[-1], fits[-1] = _averaged([(stages[-1], fits[-1])] + [_stage(run) for run in average])
     if stages[0]["config"].get("frame", "box") != "box":
         raise ValueError(f"{runs[0]}: the first landmark stage must be a box-frame network")
     meta = {"flip": flip, "stages": fits} | ({"roll": roll_fit} if roll else {})
     save_cascade(dest, stages, meta, roll)
     return Path(dest)
+
+
+def _stage(run: str | Path | dict) -> tuple[dict, dict]:
+    """A training run's stage (config, float16 weights) and its fit (settings and history)."""
+    ckpt = run if isinstance(run, dict) else load_run(run)
+    return ({"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])},
+            {"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]})
+
+
+def _averaged(members: list[tuple[dict, dict]]) -> tuple[dict, dict]:
+    """One stage averaging the ``members``' (stage, fit) pairs; the fit is the first's, the others'
+    under ``averaged_with``."""
+    (first, fit), shape = members[0], members[0][0]["state_dict"]["mean_shape"]
+    for stage, _ in members[1:]:
+        if stage["config"] != first["config"] or not stage["state_dict"]["mean_shape"].equal(shape):
+            raise ValueError("averaged runs must share the last stage's configuration and mean shape "
+                             "(train them alike on the same data)")
+    state = {f"members.{i}.{k}": v for i, (stage, _) in enumerate(members) for k, v in stage["state_dict"].items()}
+    return ({"config": {**first["config"], "members": len(members)}, "state_dict": state},
+            {**fit, "averaged_with": [f for _, f in members[1:]]})
 
 
 def _half(state: dict) -> dict:

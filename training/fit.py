@@ -186,8 +186,9 @@ def train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases:
             g["lr"] = lr_at(epoch * steps_per_epoch + i, total, peak, warmup)
         if config["frame"] == "roll":  # squared distance between predicted and true (cos, sin)
             value = (net(x) - roll_of(y, net.mean_shape)).pow(2).sum(1).mean()
-        elif net.config["arch"] == "grid":
-            value = grid_loss(net.maps(x, head if heads > 1 else None), y)
+        elif net.config["arch"] == "grid":  # an averaged stage (adapt) trains each member on the loss
+            members = getattr(net, "members", [net])
+            value = sum(grid_loss(m.maps(x, head if heads > 1 else None), y) for m in members) / len(members)
         else:
             value = loss_fn(config["loss"], net(x, head if heads > 1 else None), y, data["size"])
         opt.zero_grad()
