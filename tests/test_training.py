@@ -135,9 +135,11 @@ def test_averaged_grid_stage(photos, tmp_path):
     weights = tmp_path / "averaged.pt"
     annotate("train", "export", DEFAULT_WEIGHTS, runs[0], "--average", runs[1], "--dest", weights)
     stages, _, _ = load_cascade(weights)
-    members = [network_for(torch.load(r / "last.pt", weights_only=True)["config"]) for r in runs]
-    for net, run in zip(members, runs):
-        net.load_state_dict(torch.load(run / "last.pt", weights_only=True)["state_dict"])
+    members = []
+    for run in runs:
+        ckpt = torch.load(run / "last.pt", weights_only=True)
+        members.append(network_for(ckpt["config"]))
+        members[-1].load_state_dict(ckpt["state_dict"])
     x = torch.rand(3, 3, 32, 32) * 255
     with torch.inference_mode():
         outs = [net.eval()(x) for net in [stages[-1], *members]]
