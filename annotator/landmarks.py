@@ -13,7 +13,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .checkpoint import DEFAULT_WEIGHTS, load_cascade
 from .crop import (Box, apply_affine, box_affine, frame_affine, invert_affine, similarity_angle, to_crop_pixels,
                    turned, warp)
-from .network import FLIP_PERMUTATION, LandmarkNet, RollNet
+from .network import FLIP_PERMUTATION, LandmarkNet, RollNet, is_grid
 
 
 def load_stages(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict, RollNet | None]:
@@ -125,7 +125,7 @@ class NetworkLandmarker:
         points' box)).
         """
         faces = [(image, b) for image, bs in zip(images, boxes) for b in bs]
-        grid = self.stages[-1].config["arch"] == "grid"
+        grid = is_grid(self.stages[-1].config["arch"])
         if not faces:
             width = 3 + 3 * (self.roll is not None) + grid
             return np.zeros((0, 68, 2)), np.zeros((0, width)), np.zeros((0, 68)) if grid else None

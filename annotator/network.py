@@ -12,6 +12,8 @@ shifted so that the previous stage's points best match ``mean_shape``).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -105,23 +107,94 @@ class SoftArgmax(nn.Module):
         return torch.stack([(p.sum(2) * xs).sum(2), (p.sum(3) * ys).sum(2)], 2)
 
 
-class GridBackbone(nn.Module):
-    """Features on a 1/8 grid of the crop, with context from a 1/16 stage brought back up (for grid heads)."""
+class FusedGrid(nn.Module):
+    """Features on a 1/8 grid of the crop (``down8``, ``cin8`` channels) with context from a 1/16 stage
+    (``down16``, ``cin16``) brought back up and fused, to ``channels`` = ``4 * width`` (for grid heads)."""
 
-    def __init__(self, width: int):
+    def __init__(self, down8: nn.Module, down16: nn.Module, cin8: int, cin16: int, width: int):
         super().__init__()
-        w = width
-        self.down8 = nn.Sequential(conv_bn(3, w, 2), conv_bn(w, w), conv_bn(w, 2 * w, 2), BasicBlock(2 * w, 2 * w, 1),
-                                   BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w, 1))
-        self.down16 = nn.Sequential(BasicBlock(4 * w, 8 * w, 2), BasicBlock(8 * w, 8 * w, 1))
-        self.fuse = nn.Sequential(nn.Conv2d(12 * w, 4 * w, 1, bias=False), nn.BatchNorm2d(4 * w),
-                                  nn.ReLU(inplace=True), conv_bn(4 * w, 4 * w))
-        self.channels = 4 * w
+        self.down8, self.down16 = down8, down16
+        self.fuse = nn.Sequential(nn.Conv2d(cin8 + cin16, 4 * width, 1, bias=False), nn.BatchNorm2d(4 * width),
+                                  nn.ReLU(inplace=True), conv_bn(4 * width, 4 * width))
+        self.channels = 4 * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x8 = self.down8(x)
         up = nn.functional.interpolate(self.down16(x8), size=x8.shape[-2:], mode="nearest")
         return self.fuse(torch.cat([x8, up], 1))
+
+
+class GridBackbone(FusedGrid):
+    """A small ResNet to the 1/8 grid (``4 * width`` channels), its 1/16 context at ``8 * width``."""
+
+    def __init__(self, width: int):
+        w = width
+        down8 = nn.Sequential(conv_bn(3, w, 2), conv_bn(w, w), conv_bn(w, 2 * w, 2), BasicBlock(2 * w, 2 * w, 1),
+                              BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w, 1))
+        down16 = nn.Sequential(BasicBlock(4 * w, 8 * w, 2), BasicBlock(8 * w, 8 * w, 1))
+        super().__init__(down8, down16, 4 * w, 8 * w, w)
+
+
+class Residual(nn.Module):
+    """dlib's ``ares`` / ``ares_down``: relu(block(x) + x); a downsampling block's shortcut is x average-pooled
+    (the sum as dlib's ``add_prev``: :func:`add_prev`)."""
+
+    def __init__(self, block: nn.Sequential, pool: nn.Module | None = None):
+        super().__init__()
+        self.block, self.pool = block, pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        if self.pool is not None:
+            x = self.pool(x)
+        return torch.relu(add_prev(y, x))
+
+
+def add_prev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """dlib's add_prev: the sum over the larger of each dimension, a missing value counted as zero."""
+    size = [max(u, v) for u, v in zip(a.shape[1:], b.shape[1:])]
+    return _padded(a, size) + _padded(b, size)
+
+
+def _padded(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    channels, rows, cols = (s - n for s, n in zip(size, x.shape[1:]))
+    return nn.functional.pad(x, (0, cols, 0, rows, 0, channels)) if channels or rows or cols else x
+
+
+def face_level(cin: int, cout: int, down: bool, blocks: int) -> nn.Sequential:
+    """A level of dlib's face ResNet with "same" padding: ``blocks`` residual blocks (conv3x3, ReLU, conv3x3;
+    biases, no batch norm), the first at stride 2 with a 2x2 average-pooled shortcut when ``down``."""
+    def block(i: int) -> Residual:
+        stride = 2 if down and i == 0 else 1
+        body = nn.Sequential(nn.Conv2d(cin if i == 0 else cout, cout, 3, stride, 1), nn.ReLU(),
+                             nn.Conv2d(cout, cout, 3, 1, 1))
+        return Residual(body, nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if stride == 2 else None)
+    return nn.Sequential(*(block(i) for i in range(blocks)))
+
+
+class FaceGridBackbone(FusedGrid):
+    """:class:`GridBackbone`'s layout on the first levels of dlib's face recognition ResNet, with its layer
+    shapes (so that its weights load: ``training/face_resnet.py``).
+
+    ``down8`` is dlib's stem (7x7/2 conv, ReLU, 3x3/2 max pool), ``alevel4`` (32 channels) and ``alevel3``
+    (64, stride 8); ``down16`` is ``alevel2`` (128, stride 16). Unlike dlib's, the stride-2 layers are padded
+    "same" style: a crop of 16k pixels gives a 2k grid.
+    """
+
+    def __init__(self, width: int):
+        stem = nn.Sequential(nn.Conv2d(3, 32, 7, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        alevel4, alevel3 = face_level(32, 32, False, 3), face_level(32, 64, True, 4)
+        alevel2 = face_level(64, 128, True, 3)
+        down8 = nn.Sequential(OrderedDict(stem=stem, alevel4=alevel4, alevel3=alevel3))
+        super().__init__(down8, alevel2, 64, 128, width)
+
+
+GRID_BACKBONES = {"grid": GridBackbone, "gridface": FaceGridBackbone}
+
+
+def is_grid(arch: str) -> bool:
+    """Whether ``arch`` names a grid precision stage (:class:`GridNet`)."""
+    return arch in GRID_BACKBONES
 
 
 def add_buffers(net: nn.Module) -> None:
@@ -176,7 +249,8 @@ class GridNet(nn.Module):
     The point is the best cell's centre plus that cell's offset; the scale there is the point's
     uncertainty. ``forward`` returns (N, 68, 3): crop-relative x, y and the log Laplace scale (crop-relative
     units, per coordinate). ``maps`` gives the raw (N, 68, 4, H, W) grid (score, dx, dy, log scale) a head
-    trains on. Same input and normalisation buffers as :class:`LandmarkNet` (``frame`` is ``shape``).
+    trains on. Same input and normalisation buffers as :class:`LandmarkNet` (``frame`` is ``shape``). The
+    ``arch`` picks the backbone: ``grid`` :class:`GridBackbone`, ``gridface`` :class:`FaceGridBackbone`.
     """
 
     def __init__(self, arch: str = "grid", size: int = 128, width: int = 16, hidden: int = 0,
@@ -185,7 +259,7 @@ class GridNet(nn.Module):
         self.config = {"arch": arch, "size": size, "width": width, "hidden": hidden, "frame": frame}
         if heads != 1:
             self.config["heads"] = heads
-        self.features = GridBackbone(width)
+        self.features = GRID_BACKBONES[arch](width)
         self.head = nn.Conv2d(self.features.channels, 4 * N_POINTS * heads, 1)
         add_buffers(self)
 
@@ -268,4 +342,4 @@ def network_for(config: dict) -> nn.Module:
         return Averaged(**config)
     if config.get("frame") == "roll":
         return RollNet(**config)
-    return GridNet(**config) if config.get("arch") == "grid" else LandmarkNet(**config)
+    return GridNet(**config) if is_grid(config.get("arch", "")) else LandmarkNet(**config)

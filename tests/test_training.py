@@ -14,6 +14,7 @@ from annotator.checkpoint import load_cascade
 from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
 from annotator.network import network_for
 from conftest import annotate
+from annotator.training.face_resnet import read_face_resnet
 from annotator.training.groundtruth import labelled_images, read_68
 from annotator.training.metrics import normalised_errors
 from annotator.training.prepare import load_cache
@@ -121,6 +122,29 @@ def test_grid_stage_writes_per_point_errors(photos, tmp_path):
     annotate("train", "evaluate", weights, photos, "--out", report, "-j", "1")
     (folder,) = json.loads((report / "report.json").read_text())["sets"].values()
     assert -1 <= folder["point_errors"]["within_faces"] <= 1 and folder["point_errors"]["mean_expected_over_true"] > 0
+
+
+def test_gridface_stage(photos, tmp_path):
+    """A gridface precision stage (dlib's face trunk) starts from dlib's weights, its trunk at the scaled
+    learning rate; behind the shipped cascade, annotate writes its points and per-point errors."""
+    cache = tmp_path / "points.npz"
+    annotate("train", "prepare", photos, "--out", cache, "--size", "32", "--detector", "points", "-j", "1")
+    run = tmp_path / "gridface"
+    annotate("train", "fit", cache, "--out", run, "--epochs", "1", "--batch", "2", "--width", "4", "--frame", "shape",
+             "--arch", "gridface", "--backbone-lr-scale", "0.1")
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["meta"]["fit"]["pretrained"] == "dlib_face_recognition_resnet_model_v1"
+    trunk, rest = ckpt["optimizer"]["param_groups"]
+    assert trunk["lr"] == pytest.approx(0.1 * rest["lr"])
+    dlib_conv = read_face_resnet().body.alevel2[0].block[0].weight  # two small steps away from dlib's
+    assert torch.allclose(ckpt["state_dict"]["features.down16.0.block.0.weight"], dlib_conv, atol=1e-3)
+    weights = tmp_path / "three.pt"
+    annotate("train", "export", DEFAULT_WEIGHTS, run, "--dest", weights)
+    assert load_cascade(weights)[0][-1].config["arch"] == "gridface"
+    annotate(photos, "--out", tmp_path / "json", "--format", "json", "--weights", weights)
+    faces = [f for p in (tmp_path / "json").glob("*.json") for f in json.loads(p.read_text())["faces"]]
+    assert len(faces) >= 4
+    assert all(len(f["landmarks"]) == 68 and len(f["point_errors"]) == 68 for f in faces)
 
 
 def test_averaged_grid_stage(photos, tmp_path):

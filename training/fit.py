@@ -15,11 +15,12 @@ from tqdm import tqdm
 
 from annotator.checkpoint import load_run, save_run
 from annotator.crop import apply_affine, box_affine, invert_affine, to_crop_pixels
-from annotator.network import GridNet, LandmarkNet, RollNet, roll_of
+from annotator.network import GridNet, LandmarkNet, RollNet, is_grid, roll_of
 
 from .augment import JITTER
 from .curves import plot_history
 from .data import base_affines, batches, merge_caches
+from .face_resnet import PRETRAINED, load_face_trunk
 from .metrics import normalised_errors
 from .objective import grid_loss, loss_fn, lr_at
 
@@ -33,13 +34,15 @@ def mean_shape(targets: np.ndarray, frame: str, extent: float = 0.8) -> np.ndarr
     return 0.5 + (mean - (lo + hi) / 2) * extent / (hi - lo).max()
 
 
-def new_network(data: dict, arch: str, width: int, frame: str, heads: int) -> LandmarkNet | RollNet | GridNet:
+def new_network(data: dict, arch: str, width: int, frame: str, heads: int,
+                pretrained: bool = False) -> LandmarkNet | RollNet | GridNet:
     """A network whose input normalisation and mean shape come from the training ``data``
-    (``frame`` roll: the roll estimator, whose angles are those of ``mean_shape``; ``arch`` grid: the
-    precision stage)."""
+    (``frame`` roll: the roll estimator, whose angles are those of ``mean_shape``; ``arch`` grid or gridface:
+    the precision stage). ``pretrained`` (gridface): its backbone's trunk starts as dlib's face ResNet
+    (:func:`load_face_trunk`, adapted to this input normalisation)."""
     if frame == "roll":
         net = RollNet(arch, data["size"], width)
-    elif arch == "grid":
+    elif is_grid(arch):
         net = GridNet(arch, data["size"], width, frame=frame, heads=heads)
     else:
         net = LandmarkNet(arch, data["size"], width, frame=frame, heads=heads)
@@ -47,6 +50,8 @@ def new_network(data: dict, arch: str, width: int, frame: str, heads: int) -> La
     net.mean.copy_(torch.tensor(mean).view(1, 3, 1, 1))
     net.std.copy_(torch.tensor(std).view(1, 3, 1, 1))
     net.mean_shape.copy_(torch.tensor(mean_shape(data["targets"], frame)))
+    if pretrained:
+        load_face_trunk(net.features, net.mean, net.std)
     return net
 
 
@@ -95,30 +100,38 @@ def deterministic() -> None:
 def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch: str = "cnn8",
         width: int = 32, epochs: int = 60, batch: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
         loss: str = "mse", seed: int = 0, threads: int = 2, augment: bool = True, frame: str = "box",
-        other: list[str] = (), occlude: float = 0.0, init: str | None = None, command: str = "") -> dict:
+        other: list[str] = (), occlude: float = 0.0, init: str | None = None, backbone_lr_scale: float = 1.0,
+        command: str = "") -> dict:
     """Train on caches ``train``; writes RUN/last.pt (resumable), history.json and curves.png.
 
     ``init``: start from the network of this run (its folder or last.pt; same arch and width) with a new
-    optimizer and schedule, a warm restart that carries a finished run further.
+    optimizer and schedule, a warm restart that carries a finished run further. Without it a ``gridface``
+    network starts from dlib's face ResNet (recorded as the fit's ``pretrained``).
+    ``backbone_lr_scale``: a grid stage's backbone (all but its fuse layers) learns at this times ``lr``.
     """
     torch.manual_seed(seed)
     deterministic()
     torch.set_num_threads(threads)
-    if arch in ("heatmap", "grid") and frame != "shape":
+    if (arch == "heatmap" or is_grid(arch)) and frame != "shape":
         raise ValueError(f"the {arch} network places points inside its crop only: use it with --frame shape")
+    if backbone_lr_scale <= 0 or backbone_lr_scale != 1 and not is_grid(arch):
+        raise ValueError("--backbone-lr-scale: a positive factor, for the grid networks' backbones only")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = merge_caches(train, other)
     val_data = merge_caches(val) if val else None
-    net = new_network(data, arch, width, frame, heads=2 if other else 1)
+    pretrained = arch == "gridface" and not init
+    net = new_network(data, arch, width, frame, heads=2 if other else 1, pretrained=pretrained)
     if init:
         net.load_state_dict(load_run(init)["state_dict"])
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(param_groups(net, backbone_lr_scale), lr=lr, weight_decay=weight_decay)
     config = {"train": [str(p) for p in train], "val": [str(p) for p in val or []], "arch": arch,
               "width": width, "epochs": epochs, "batch": batch, "lr": lr, "weight_decay": weight_decay,
               "loss": loss, "seed": seed, "threads": threads, "augment": augment, "size": data["size"],
               "frame": frame, "command": command}
-    for key, value in (("occlude", occlude), ("other", [str(p) for p in other]), ("init", str(init or ""))):
+    for key, value in (("occlude", occlude), ("other", [str(p) for p in other]), ("init", str(init or "")),
+                       ("pretrained", PRETRAINED if pretrained else ""),
+                       ("backbone_lr_scale", backbone_lr_scale != 1 and backbone_lr_scale)):
         if value:  # recorded only when used, so earlier runs' settings still match on resume
             config[key] = value
     history = _resume(out / "last.pt", net, opt, config)
@@ -135,6 +148,18 @@ def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch
     (out / "history.json").write_text(json.dumps(history, indent=1))
     plot_history(history, out / "curves.png")
     return history[-1] if history else {}
+
+
+def param_groups(net: torch.nn.Module, backbone_lr_scale: float) -> list[dict]:
+    """The optimizer's parameter groups: one, or with ``backbone_lr_scale`` other than 1 a grid network's
+    backbone (``down8`` and ``down16``: for gridface, dlib's levels) in a group of its own, whose learning
+    rate :func:`train_epoch` scales by it (``lr_scale``)."""
+    if backbone_lr_scale == 1:
+        return [{"params": list(net.parameters())}]
+    trunk = [*net.features.down8.parameters(), *net.features.down16.parameters()]
+    ids = {id(p) for p in trunk}
+    return [{"params": trunk, "lr_scale": backbone_lr_scale},
+            {"params": [p for p in net.parameters() if id(p) not in ids]}]
 
 
 def roll_errors(net: RollNet, data: dict, seed: int = 12345) -> dict:
@@ -183,10 +208,10 @@ def train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases:
     bar = tqdm(samples, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
     for i, (x, y, head) in enumerate(bar):
         for g in opt.param_groups:
-            g["lr"] = lr_at(epoch * steps_per_epoch + i, total, peak, warmup)
+            g["lr"] = lr_at(epoch * steps_per_epoch + i, total, peak, warmup) * g.get("lr_scale", 1.0)
         if config["frame"] == "roll":  # squared distance between predicted and true (cos, sin)
             value = (net(x) - roll_of(y, net.mean_shape)).pow(2).sum(1).mean()
-        elif net.config["arch"] == "grid":  # an averaged stage (adapt) trains each member on the loss
+        elif is_grid(net.config["arch"]):  # an averaged stage (adapt) trains each member on the loss
             members = getattr(net, "members", [net])
             value = sum(grid_loss(m.maps(x, head if heads > 1 else None), y) for m in members) / len(members)
         else:

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..dlib_file import Reader
+
 RATE = 5 / 6  # pyramid_down<6>: each level is 5/6 the size of the one above
 MIN_LEVEL_HEIGHT = 5
 PADDING, OUTER_PADDING = 10, 11  # what dlib uses for a model file of this version
@@ -44,52 +46,9 @@ class Model:
     nms_covered: float
 
 
-class _Reader:
-    """dlib's serialisation: variable-length integers, floats as mantissa and exponent, raw float32 tensors."""
-
-    def __init__(self, data: bytes):
-        self.data, self.at = data, 0
-
-    def int(self) -> int:
-        head = self.data[self.at]
-        size = head & 0x0F
-        value = int.from_bytes(self.data[self.at + 1:self.at + 1 + size], "little")
-        self.at += 1 + size
-        return -value if head & 0x80 else value
-
-    def str(self) -> str:
-        size = self.int()
-        self.at += size
-        return self.data[self.at - size:self.at].decode("ascii")
-
-    def float(self) -> float:
-        mantissa = self.int()
-        return math.ldexp(mantissa, self.int())
-
-    def bool(self) -> bool:
-        self.at += 1
-        return self.data[self.at - 1] == ord("1")
-
-    def tensor(self) -> np.ndarray:
-        self.expect(self.int(), 2)
-        shape = [self.int() for _ in range(4)]
-        values = np.frombuffer(self.data, "<f4", int(np.prod(shape)), self.at)
-        self.at += values.nbytes
-        return values.reshape(shape)
-
-    def alias(self) -> list[int]:
-        self.expect(self.int(), 1)
-        return [self.int() for _ in range(4)]
-
-    @staticmethod
-    def expect(value, wanted) -> None:
-        if value != wanted:
-            raise ValueError(f"unexpected {value!r} in the model file (wanted {wanted!r})")
-
-
 def read_model(path: str | Path) -> Model:
     """Read dlib's ``mmod_human_face_detector.dat`` (the layout of ``cnn_face_detection_model_v1``)."""
-    r = _Reader(Path(path).read_bytes())
+    r = Reader(Path(path).read_bytes())
     r.expect(r.int(), 1)
     r.expect(r.str(), "loss_mmod_")
     r.expect(r.int(), 1)  # mmod_options version 1: one detector window
@@ -112,7 +71,7 @@ def read_model(path: str | Path) -> Model:
     return Model(_fold(parts), mean_rgb, window, nms_iou, nms_covered)
 
 
-def _layer_details(r: _Reader) -> dict:
+def _layer_details(r: Reader) -> dict:
     name = r.str()
     if name in ("con_4", "con_5", "con_6"):
         params = r.tensor().ravel()
