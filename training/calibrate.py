@@ -56,6 +56,8 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
     by each of ``turns`` degrees, with each of ``occlusions`` of the face hidden, and scanned by ``detector``
     in ``orientation`` (the detections kept in, and taken from, the folder ``boxes``); store it in
     ``weights``."""
+    if faces_out:  # made before the long collection, not after it
+        Path(faces_out).parent.mkdir(parents=True, exist_ok=True)
     methods = {"network": ("network", str(weights))}
     sets = data_sets(folders, holdout_of)
     faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation, occlude),

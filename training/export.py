@@ -27,8 +27,8 @@ def export(runs: list[str | Path], dest: str | Path, flip: bool = True, average:
         if "stages" in ckpt:  # an exported cascade
             stages += ckpt["stages"]
             fits += ckpt["meta"]["stages"]
-            roll = ckpt.get("roll", roll)
-            roll_fit = ckpt["meta"].get("roll")
+            if "roll" in ckpt:  # a cascade without one keeps the roll estimator (and its fit) given before it
+                roll, roll_fit = ckpt["roll"], ckpt["meta"].get("roll")
             continue
         stage, fit = _stage(ckpt)
         if ckpt["config"].get("frame") == "roll":
