@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,6 +44,20 @@ class Reader:
     def alias(self) -> list[int]:
         self.expect(self.int(), 1)
         return [self.int() for _ in range(4)]
+
+    def layers(self, versions: list[int], details: Callable[["Reader"], dict], path: str | Path) -> list[dict]:
+        """Each layer's ``details`` (read by the caller's function), innermost first (``versions``: the
+        layers' versions, outermost first, as the file lists them), through to the end of the file."""
+        parts = []
+        for version in reversed(versions):
+            parts.append(details(self))
+            self.bool(), self.bool(), self.bool()
+            self.tensor(), self.tensor(), self.tensor()  # gradients and cached outputs (empty)
+            if version == 3:
+                self.int()
+        if self.at != len(self.data):
+            raise ValueError(f"{path}: {len(self.data) - self.at} bytes left after the network")
+        return parts
 
     @staticmethod
     def expect(value, wanted) -> None:

@@ -114,15 +114,7 @@ def read_face_resnet(path: str | Path | None = None) -> FaceResNet:
     r.expect(r.str(), "input_rgb_image_sized")
     mean_rgb = (r.float(), r.float(), r.float())
     r.expect((r.int(), r.int()), (SIZE, SIZE))
-    parts = []
-    for version in reversed(versions):  # the innermost layer comes first
-        parts.append(_layer_details(r))
-        r.bool(), r.bool(), r.bool()
-        r.tensor(), r.tensor(), r.tensor()  # gradients and cached outputs (empty)
-        if version == 3:
-            r.int()
-    if r.at != len(r.data):
-        raise ValueError(f"{path}: {len(r.data) - r.at} bytes left after the network")
+    parts = r.layers(versions, _layer_details, path)
     return _network(parts, mean_rgb).eval()
 
 

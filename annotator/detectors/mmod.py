@@ -59,15 +59,7 @@ def read_model(path: str | Path) -> Model:
     versions = [r.int() for _ in range(19)]  # add_layer versions, outermost first
     r.expect(r.str(), "input_rgb_image_pyramid")
     mean_rgb = (r.float(), r.float(), r.float())
-    parts = []
-    for version in reversed(versions):  # the innermost layer comes first
-        parts.append(_layer_details(r))
-        r.bool(), r.bool(), r.bool()
-        r.tensor(), r.tensor(), r.tensor()  # gradients and cached outputs (empty)
-        if version == 3:
-            r.int()
-    if r.at != len(r.data):
-        raise ValueError(f"{path}: {len(r.data) - r.at} bytes left after the network")
+    parts = r.layers(versions, _layer_details, path)
     return Model(_fold(parts), mean_rgb, window, nms_iou, nms_covered)
 
 
