@@ -1,11 +1,22 @@
 """dlib's serialisation format, as its model files (``.dat``) are written."""
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+
+def packaged_model(name: str, needed_for: str) -> Path:
+    """The model file ``name`` that the ``face_recognition_models`` package ships (found without importing
+    the package: its ``__init__`` needs the absent ``pkg_resources``); ``needed_for`` names the option
+    in the error when the package is missing."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"{needed_for} needs: pip install face_recognition_models")
+    return Path(spec.origin).parent / "models" / name
 
 
 class Reader:

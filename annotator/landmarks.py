@@ -1,7 +1,6 @@
 """68-point landmarkers on detector boxes: our packaged network and dlib's shape predictor."""
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .checkpoint import DEFAULT_WEIGHTS, load_cascade
 from .crop import (Box, apply_affine, box_affine, frame_affine, invert_affine, similarity_angle, to_crop_pixels,
                    turned, warp)
+from .dlib_file import packaged_model
 from .network import FLIP_PERMUTATION, LandmarkNet, RollNet, is_grid
 
 
@@ -233,10 +233,7 @@ def point_errors(spreads: np.ndarray | None, expected: np.ndarray) -> np.ndarray
 
 def dlib_model_path() -> Path:
     """dlib's shape_predictor_68_face_landmarks.dat from the face_recognition_models package."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("--landmarker dlib needs: pip install face_recognition_models")
-    return Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+    return packaged_model("shape_predictor_68_face_landmarks.dat", "--landmarker dlib")
 
 
 @lru_cache(maxsize=None)

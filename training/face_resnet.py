@@ -15,7 +15,6 @@ starts the ``gridface`` precision stage from them.
 """
 from __future__ import annotations
 
-import importlib.util
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from annotator.dlib_file import Reader
+from annotator.dlib_file import Reader, packaged_model
 from annotator.network import FaceGridBackbone, Residual
 
 SIZE = 150  # input_rgb_image_sized<150>
@@ -33,13 +32,8 @@ LEVELS = {"alevel4": (32, False, 3), "alevel3": (64, True, 4), "alevel2": (128, 
 
 
 def model_path() -> Path:
-    """dlib's model file, as the ``face_recognition_models`` package ships it (the package is not imported:
-    its ``__init__`` needs ``pkg_resources``)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None:
-        raise RuntimeError("dlib's face ResNet (--arch gridface) needs: pip install face_recognition_models")
-    folder = spec.submodule_search_locations[0]
-    return Path(folder) / "models" / "dlib_face_recognition_resnet_model_v1.dat"
+    """dlib's model file, as the ``face_recognition_models`` package ships it."""
+    return packaged_model("dlib_face_recognition_resnet_model_v1.dat", "--arch gridface")
 
 
 class Normalise(nn.Module):
