@@ -86,3 +86,19 @@ def test_max_side_boxes_map_back(data):
         inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
         union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
         assert inter / union > 0.6
+
+
+def test_low_resolution_samples_blur_the_face_not_the_points(data):
+    """fit --lowres: a sample shrunk and brought back up loses fine detail; its points stay where they were."""
+    image = read_image(data / "300w" / "afw" / "1051618982_1.jpg")
+    points = read_68(data / "300w" / "afw" / "1051618982_1.pts")
+    box = face_containing(detect(image), points).box
+    cached = crop(image, box, 128, context=2)
+    base = frame_affine("box", 128, context_box(128, 2))
+    pts = context_points(to_box_relative(points, box), 128, 2)
+    sharp, rel = sample(cached, pts, 128, base, np.random.default_rng(3), lowres=0.0)
+    blurred, rel_blurred = sample(cached, pts, 128, base, np.random.default_rng(3), lowres=1.0)
+    assert np.allclose(rel, rel_blurred)
+    detail = [np.abs(cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), cv2.CV_64F)).mean() for x in (sharp, blurred)]
+    assert detail[1] < 0.7 * detail[0], detail
+    assert np.abs(cv2.GaussianBlur(sharp, (9, 9), 3).astype(float) - cv2.GaussianBlur(blurred, (9, 9), 3)).mean() < 4

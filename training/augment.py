@@ -18,15 +18,19 @@ def context_points(targets: np.ndarray, size: int, context: int) -> np.ndarray:
     return to_crop_pixels(targets, size) + size * (context - 1) / 2
 
 
+LOWRES = (1.5, 4.0)  # how much a low-resolution sample is shrunk before it is brought back up
+
+
 def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
-           rng: np.random.Generator | None, jitter: tuple[float, float, float] = JITTER["box"]
-           ) -> tuple[np.ndarray, np.ndarray]:
+           rng: np.random.Generator | None, jitter: tuple[float, float, float] = JITTER["box"],
+           lowres: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One network input (size x size) and its crop-relative targets from a context crop.
 
     ``base`` is the context crop -> network crop matrix (``annotator.crop.frame_affine``). Without
     ``rng`` the crop is exactly ``base``: what inference sees. With it: random shift, log-normal scale and normal
     rotation (uniform for a rotation of 180 or more) about the crop centre, and a horizontal flip with the
-    left/right point permutation.
+    left/right point permutation; with probability ``lowres``, the sample shrunk by 1.5-4x and brought
+    back up (as a small or blurred face looks; the points do not move).
     """
     m = base
     if rng is not None:
@@ -41,6 +45,10 @@ def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
             m = np.array([[-1.0, 0, size - 1], [0, 1, 0]]) @ _square(m)
             points = points[FLIP_PERMUTATION]
     image = cv2.warpAffine(crop, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if rng is not None and lowres and rng.random() < lowres:  # no draw without it: earlier runs unchanged
+        small = max(2, round(size / rng.uniform(*LOWRES)))
+        image = cv2.resize(cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA), (size, size),
+                           interpolation=cv2.INTER_LINEAR)
     out = points @ m[:, :2].T + m[:, 2]
     return image, from_crop_pixels(out, size)
 
