@@ -19,6 +19,16 @@ def packaged_model(name: str, needed_for: str) -> Path:
     return Path(spec.origin).parent / "models" / name
 
 
+def folded(con: dict, affine: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """A convolution's weight and bias (float64) with the per-channel ``affine`` layer after it (its
+    ``scale`` and ``shift``; None: none) folded in."""
+    weight, bias = con["weight"].astype(np.float64), con["bias"].astype(np.float64)
+    if affine is None:
+        return weight, bias
+    scale, shift = affine["scale"].astype(np.float64), affine["shift"].astype(np.float64)
+    return weight * scale[:, None, None, None], bias * scale + shift
+
+
 class Reader:
     """dlib's serialisation: variable-length integers, floats as mantissa and exponent, raw float32 tensors."""
 
@@ -55,6 +65,24 @@ class Reader:
     def alias(self) -> list[int]:
         self.expect(self.int(), 1)
         return [self.int() for _ in range(4)]
+
+    def con(self, name: str) -> dict:
+        """A convolution layer (``con_4``, ``con_5`` or ``con_6``, its ``name`` already read): its weights
+        (filters, channels, rows, columns), bias, and (rows, columns) stride and padding."""
+        params = self.tensor().ravel()
+        filters = self.int()
+        self.int(), self.int()  # kernel rows and columns: the filters' shape below says them again
+        stride, padding = (self.int(), self.int()), (self.int(), self.int())
+        shape = self.alias()
+        self.alias()
+        [self.float() for _ in range(4)]  # learning-rate and weight-decay multipliers
+        if name != "con_4":
+            self.bool()  # use_bias
+        if name == "con_6":
+            self.bool()  # use_relu
+        weights = params[:int(np.prod(shape))].reshape(shape)
+        return {"kind": "con", "weight": weights, "bias": params[weights.size:weights.size + filters],
+                "stride": stride, "padding": padding}
 
     def layers(self, versions: list[int], details: Callable[["Reader"], dict], path: str | Path) -> list[dict]:
         """Each layer's ``details`` (read by the caller's function), innermost first (``versions``: the

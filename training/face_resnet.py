@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from annotator.dlib_file import Reader, packaged_model
+from annotator.dlib_file import Reader, folded, packaged_model
 from annotator.network import FaceGridBackbone, Residual
 
 SIZE = 150  # input_rgb_image_sized<150>
@@ -122,16 +121,7 @@ def _layer_counts() -> tuple[int, int]:
 def _layer_details(r: Reader) -> dict:
     name = r.str()
     if name == "con_4":
-        params = r.tensor().ravel()
-        filters = r.int()
-        r.int(), r.int()  # kernel rows and columns: the filters' shape says them again
-        stride, padding = (r.int(), r.int()), (r.int(), r.int())
-        shape = r.alias()
-        r.alias()
-        [r.float() for _ in range(4)]  # learning-rate and weight-decay multipliers
-        weights = params[:int(np.prod(shape))].reshape(shape)
-        return {"kind": "con", "weight": weights, "bias": params[weights.size:weights.size + filters],
-                "stride": stride, "padding": padding}
+        return r.con(name)
     if name == "affine_":
         params = r.tensor().ravel()
         r.alias(), r.alias()
@@ -194,10 +184,8 @@ def _relu(parts) -> nn.ReLU:
 
 def _conv(parts) -> nn.Conv2d:
     """A convolution with the affine layer after it folded in."""
-    con, affine = _take(parts, "con"), _take(parts, "affine")
-    scale, shift = affine["scale"].astype(np.float64), affine["shift"].astype(np.float64)
-    weight = con["weight"].astype(np.float64) * scale[:, None, None, None]
-    bias = con["bias"].astype(np.float64) * scale + shift
+    con = _take(parts, "con")
+    weight, bias = folded(con, _take(parts, "affine"))
     conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2:], con["stride"], con["padding"])
     conv.weight.data.copy_(torch.from_numpy(weight))
     conv.bias.data.copy_(torch.from_numpy(bias))

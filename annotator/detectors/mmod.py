@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..dlib_file import Reader
+from ..dlib_file import Reader, folded
 
 RATE = 5 / 6  # pyramid_down<6>: each level is 5/6 the size of the one above
 MIN_LEVEL_HEIGHT = 5
@@ -66,20 +66,7 @@ def read_model(path: str | Path) -> Model:
 def _layer_details(r: Reader) -> dict:
     name = r.str()
     if name in ("con_4", "con_5", "con_6"):
-        params = r.tensor().ravel()
-        filters = r.int()
-        r.int(), r.int()  # kernel rows and columns: the filters' shape below says them again
-        stride, padding = (r.int(), r.int()), (r.int(), r.int())
-        shape = r.alias()
-        r.alias()
-        [r.float() for _ in range(4)]  # learning-rate and weight-decay multipliers
-        if name != "con_4":
-            r.bool()
-        if name == "con_6":
-            r.bool()
-        weights = params[:int(np.prod(shape))].reshape(shape)
-        return {"kind": "con", "weight": weights, "bias": params[weights.size:weights.size + filters],
-                "stride": stride[0], "padding": padding[0]}
+        return r.con(name)
     if name == "bn_con2":
         params = r.tensor().ravel()
         r.alias(), r.alias()
@@ -101,13 +88,10 @@ def _fold(parts: list[dict]) -> list[Layer]:
     layers = []
     for i, part in enumerate(parts):
         if part["kind"] == "con":
-            weight, bias = part["weight"].astype(np.float64), part["bias"].astype(np.float64)
             after = parts[i + 1] if i + 1 < len(parts) else {}
-            if after.get("kind") == "affine":
-                weight = weight * after["scale"][:, None, None, None]
-                bias = bias * after["scale"] + after["shift"]
+            weight, bias = folded(part, after if after.get("kind") == "affine" else None)
             layers.append(Layer(torch.tensor(weight, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32),
-                                part["stride"], part["padding"]))
+                                part["stride"][0], part["padding"][0]))
     return layers
 
 
