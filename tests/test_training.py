@@ -186,3 +186,27 @@ def test_averaged_grid_stage(photos, tmp_path):
              "--frame", "shape", "--arch", "grid")
     result = annotate("train", "export", DEFAULT_WEIGHTS, runs[0], "--average", other, "--dest", weights, check=False)
     assert result.returncode == 1 and "must share the last stage's configuration" in result.stderr
+
+
+def test_pseudolabel_annotates_the_faces_300w_left_out(photos, data, tmp_path):
+    """pseudolabel caches the faces a photo holds but its .pts files do not, with the teacher's points close
+    to where 300-W's other copies of the photo put them; a face that a copy annotates stays out."""
+    unannotated = {"134212_2", "1130084326_2", "1130084326_3"}  # the fixture copies only each photo's _1
+    cache = tmp_path / "teacher.npz"
+    annotate("train", "pseudolabel", photos, "--part", "all", "--teacher", DEFAULT_WEIGHTS, "--out", cache,
+             "--size", "32", "--max-expected", "0.08", "-j", "1")
+    got = load_cache(cache)
+    assert got["crops"].shape[1:] == (64, 64, 3) and set(got["detectors"]) == {"teacher"}
+    assert len(got["expected"]) == len(got["points"]) and got["expected"].max() <= 0.08
+    centres = got["points"].mean(1)
+    for stem in unannotated:
+        truth = read_68(data / "300w" / "afw" / f"{stem}.pts")
+        nearest = np.argmin(np.linalg.norm(centres - truth.mean(0), axis=1))
+        assert normalised_errors(got["points"][nearest][None], truth[None])[0] < 0.05, stem
+    for pts in photos.glob("*.pts"):
+        assert np.linalg.norm(centres - read_68(pts).mean(0), axis=1).min() > 20, pts.stem
+    for ext in (".jpg", ".pts"):  # the second face's own copy: annotated, so no longer the teacher's
+        shutil.copy(data / "300w" / "afw" / f"134212_2{ext}", photos)
+    annotate("train", "pseudolabel", photos, "--part", "all", "--teacher", DEFAULT_WEIGHTS, "--out", cache,
+             "--size", "32", "--max-expected", "0.08", "-j", "1")
+    assert len(load_cache(cache)["points"]) == len(got["points"]) - 1

@@ -55,6 +55,32 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
 
 
 @train.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--teacher", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Cascade weights that annotate the faces (e.g. several seeds averaged: export --average), "
+                   "calibrated (its expected_error filters them).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Cache file (.npz) to write.")
+@click.option("--size", default=128, show_default=True, help="Crop size in pixels (even), as prepare --size.")
+@click.option("--part", type=click.Choice(["all", "train", "holdout"]), default="train", show_default=True,
+              help="Which photos, as prepare --part.")
+@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="cnn", show_default=True,
+              help="The detector that finds the faces.")
+@click.option("--min-side", default=60, show_default=True, help="Smallest face box kept, in pixels.")
+@click.option("--max-expected", default=0.04, show_default=True,
+              help="Largest teacher expected_error kept (the metric's units).")
+@click.option("-j", "--jobs", default=-1, show_default=True, callback=check_jobs, help=JOBS_HELP)
+def pseudolabel(folders, teacher, out, size, part, detector, min_side, max_expected, jobs) -> None:
+    """Cache the faces FOLDERS' photos hold but their .pts files do not, annotated by --teacher.
+
+    The cache is one like prepare --detector points writes: fit trains on it as on the others
+    (self-training on faces 300-W left unannotated).
+    """
+    from .pseudolabel import pseudolabel as run
+    count = run(list(folders), teacher, out, size, part, detector, min_side, max_expected, jobs)
+    click.echo(f"{count} faces annotated by the teacher -> {out}")
+
+
+@train.command()
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--val", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Validation cache(s): mean error printed each epoch.")
@@ -184,7 +210,8 @@ def calibrate(weights, folders, holdout_of, upsample, turns, detector, orientati
                    "this command runs from; required when the tool is installed (never into site-packages).")
 @click.option("--no-flip", is_flag=True, help="Do not average with the mirrored crop at inference.")
 @click.option("--average", multiple=True, type=click.Path(exists=True),
-              help="A run trained as the last stage was (another seed): the last stage averages them. Repeatable.")
+              help="A run trained as the last stage was (another seed), or a cascade file whose last stage was: "
+                   "the last stage averages them. Repeatable.")
 def export(runs, dest, no_flip, average) -> None:
     """Write RUNS as one cascade weights file.
 

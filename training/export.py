@@ -14,8 +14,8 @@ def source_weights() -> Path | None:
 def export(runs: list[str | Path], dest: str | Path, flip: bool = True, average: list[str | Path] = ()) -> Path:
     """Write the cascade of ``runs`` (a roll estimator, if any; the box stage, then refinement stages) to ``dest``.
 
-    ``average``: runs trained as the last stage was (other seeds); that stage becomes their average
-    (``annotator.network.Averaged``).
+    ``average``: runs trained as the last stage was (other seeds), or cascades whose last stage was; that
+    stage becomes their average (``annotator.network.Averaged``).
 
     A run is a run folder or its ``last.pt``, or an exported cascade, whose stages (and roll estimator)
     are taken as they are. Each stage keeps its config and normalisation; the metadata keeps every
@@ -46,8 +46,11 @@ def export(runs: list[str | Path], dest: str | Path, flip: bool = True, average:
 
 
 def _stage(run: str | Path | dict) -> tuple[dict, dict]:
-    """A training run's stage (config, float16 weights) and its fit (settings and history)."""
+    """A training run's stage (config, float16 weights) and its fit (settings and history); of an exported
+    cascade, its last stage."""
     ckpt = run if isinstance(run, dict) else load_run(run)
+    if "stages" in ckpt:
+        return ckpt["stages"][-1], ckpt["meta"]["stages"][-1]
     return ({"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])},
             {"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]})
 

@@ -52,16 +52,22 @@ def prepare(folders: list[str], out: str | Path, sizes: tuple[int, ...] = (62,),
     counts = {s: sum(r["status"] == s for r in results) for s in ("kept", "missed", "skipped")}
     if not kept:
         raise ValueError(f"no faces kept from {folders}: {counts}")
+    for i, size in enumerate(sizes):
+        save_cache(cache_path(out, size), i, kept, size, upsample)
+    return counts
+
+
+def save_cache(path: str | Path, index: int, kept: list[dict], size: int, upsample: int, **extra: np.ndarray
+               ) -> None:
+    """Write the faces ``kept`` (each with its ``crops``, the ``index``-th of crop size ``size``) as a cache,
+    with the ``extra`` arrays."""
     boxes = np.array([r["box"] for r in kept], dtype=np.int64)
     points = np.stack([r["points"] for r in kept])
     targets = np.stack([to_box_relative(p, tuple(b)) for p, b in zip(points, boxes)])
-    for i, size in enumerate(sizes):
-        path = cache_path(out, size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, crops=np.stack([r["crops"][i] for r in kept]), boxes=boxes, points=points,
-                 targets=targets, paths=np.array([r["path"] for r in kept]), size=size, context=CONTEXT,
-                 upsample=upsample, detectors=np.array([r["detector"] for r in kept]))
-    return counts
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, crops=np.stack([r["crops"][index] for r in kept]), boxes=boxes, points=points, targets=targets,
+             paths=np.array([r["path"] for r in kept]), size=size, context=CONTEXT, upsample=upsample,
+             detectors=np.array([r["detector"] for r in kept]), **extra)
 
 
 def load_cache(path: str | Path) -> dict[str, np.ndarray]:
