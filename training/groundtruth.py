@@ -101,7 +101,7 @@ def detected_faces(image_path: Path, pts_path: Path, upsample: int = 1, max_side
         return None
     image, points = turned(read_image(image_path), points, turn)
     image = occluded(image, points, occlude, f"{image_path.name} {turn}")
-    view = f"{upsample}|{max_side}|{detectors}|{turn}|{orientation}|{occlude}"
+    view = f"{upsample}|{max_side}|{detectors}|{float(turn)}|{orientation}|{float(occlude)}"  # 0 and 0.0: one view
     faces = cached_faces(boxes, (image_path, pts_path), view, lambda: [
         face_containing(detect(image, upsample, max_side, detector=d, orientation=orientation), points)
         for d in detectors])
