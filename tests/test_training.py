@@ -210,3 +210,15 @@ def test_pseudolabel_annotates_the_faces_300w_left_out(photos, data, tmp_path):
     annotate("train", "pseudolabel", photos, "--part", "all", "--teacher", DEFAULT_WEIGHTS, "--out", cache,
              "--size", "32", "--max-expected", "0.08", "-j", "1")
     assert len(load_cache(cache)["points"]) == len(got["points"]) - 1
+
+
+def test_average_takes_a_cascade_files_last_stage(tmp_path):
+    """export --average accepts an exported cascade (its last stage): the shipped stage averaged with
+    itself gives the shipped stage's output."""
+    weights = tmp_path / "teacher.pt"
+    annotate("train", "export", DEFAULT_WEIGHTS, "--average", DEFAULT_WEIGHTS, "--dest", weights)
+    (shipped, *_), (averaged, *_) = (load_cascade(w)[0][-1:] for w in (DEFAULT_WEIGHTS, weights))
+    assert averaged.config["members"] == 2
+    x = torch.rand(2, 3, 128, 128) * 255
+    with torch.inference_mode():
+        assert torch.allclose(shipped.eval()(x), averaged.eval()(x), atol=1e-4)
