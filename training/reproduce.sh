@@ -62,6 +62,17 @@ annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude
 # and the shipped recipe with small and blurred samples (README, the precision-stage table; not better):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude 0.5 --lowres 0.3 \
 #     --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e70_lowres
+# and with self-training on 235 faces 300-W left unannotated (README, Self-training; not better), the teacher
+# being the shipped cascade averaged with the weights of commit 79e392d (A.pt), calibrated as below:
+#   annotate train export annotator/weights/landmarks68.pt --average A.pt --dest runs/teacher_ab.pt
+#   annotate train pseudolabel "$DATA/300w/helen_trainset" "$DATA/300w/lfpw_trainset" --teacher runs/teacher_ab.pt \
+#     --max-expected 0.04 --min-side 40 --out cache/teacher_ab_train_points_128.npz -j 2
+#   annotate train fit $P cache/teacher_ab_train_points_128.npz cache/teacher_ab_train_points_128.npz --arch grid \
+#     --width 16 --frame shape --epochs 70 --occlude 0.5 --weight-decay 0.05 --seed 1 --threads 2 \
+#     --out training/checkpoints/grid128_s1_e70_pseudo
+# In training (issue 23, resumable: rerun to carry it on): the shipped recipe for 120 epochs.
+#   annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --weight-decay 0.05 \
+#     --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120
 # The shipped cascade: roll estimator, box stage, grid stage. Until 2026-12-03 a 62-px shape stage sat between
 # the last two (`fit ... --arch cnn8 --width 24 --epochs 200 --frame shape --occlude 0.5 --weight-decay 0.1`); the
 # grid stage is as accurate without it (README, The shipped network), so it is no longer trained or exported.
