@@ -99,9 +99,10 @@ def detected_faces(image_path: Path, pts_path: Path, upsample: int = 1, max_side
     points = read_68(pts_path)
     if points is None:
         return None
+    turn, occlude = float(turn), float(occlude)  # 0 and 0.0: one view (its detections' key, its occlusion)
     image, points = turned(read_image(image_path), points, turn)
     image = occluded(image, points, occlude, f"{image_path.name} {turn}")
-    view = f"{upsample}|{max_side}|{detectors}|{float(turn)}|{orientation}|{float(occlude)}"  # 0 and 0.0: one view
+    view = f"{upsample}|{max_side}|{detectors}|{turn}|{orientation}|{occlude}"
     faces = cached_faces(boxes, (image_path, pts_path), view, lambda: [
         face_containing(detect(image, upsample, max_side, detector=d, orientation=orientation), points)
         for d in detectors])
