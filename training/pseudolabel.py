@@ -2,7 +2,6 @@
 teacher network (self-training data for the precision stage)."""
 from __future__ import annotations
 
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,10 @@ def _photo_faces(copies: list[tuple[Path, Path]], teacher: str, size: int, detec
     if not faces:
         return []
     points, expected, _ = cached_landmarker("network", teacher).predict_with_error([image], [[f.box for f in faces]])
-    return [{"crops": [crop(image, points_box(p), size, CONTEXT)], "box": points_box(p), "points": p,
-             "path": str(copies[0][0]), "detector": "teacher", "expected": e}
-            for p, e in zip(points, expected) if e <= max_expected]
+    boxes = [points_box(p) for p in points]
+    return [{"crops": [crop(image, box, size, CONTEXT)], "box": box, "points": p, "path": str(copies[0][0]),
+             "detector": "teacher", "expected": e}
+            for p, box, e in zip(points, boxes, expected) if e <= max_expected]
 
 
 def pseudolabel(folders: list[str], teacher: str | Path, out: str | Path, size: int = 128, part: str = "train",
@@ -39,9 +39,11 @@ def pseudolabel(folders: list[str], teacher: str | Path, out: str | Path, size: 
     ``teacher`` (a cascade file) where its expected error is at most ``max_expected`` (kept as ``expected``);
     returns the count."""
     pairs = [p for folder in folders for p in labelled_images(folder, part)]
-    photos = [list(g) for _, g in groupby(pairs, key=lambda p: (p[0].parent, photo_of(p[0])))]
+    photos: dict[tuple[Path, str], list[tuple[Path, Path]]] = {}  # a photo's copies, wherever they sort
+    for image, pts in pairs:
+        photos.setdefault((image.parent, photo_of(image)), []).append((image, pts))
     kept = [face for faces in Parallel(n_jobs=jobs, batch_size=4)(
-        delayed(_photo_faces)(copies, str(teacher), size, detector, min_side, max_expected) for copies in photos)
+        delayed(_photo_faces)(copies, str(teacher), size, detector, min_side, max_expected) for copies in photos.values())
         for face in faces]
     if not kept:
         raise ValueError(f"the teacher annotated no faces in {folders}")
