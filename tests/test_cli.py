@@ -68,3 +68,11 @@ def test_help_lists_each_option_once_and_every_command_in_its_usage():
     usage = text.split("\n\n")[0]
     for command in ("PATH... --out DIR", "review DIR", "export DIR", "train "):
         assert command in usage
+
+
+def test_prepare_with_no_faces_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "faces.npz"
+    result = annotate("train", "prepare", tmp_path / "empty", "--out", out, "-j", "1", check=False)
+    assert result.returncode == 1 and not out.exists()
+    assert len(result.stderr.strip().splitlines()) == 1 and "no faces kept" in result.stderr

@@ -49,7 +49,10 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
 
     from .prepare import prepare as run
     detectors = {"both": DETECTORS}.get(detector, (detector,))
-    counts = run(list(folders), out, tuple(sizes), upsample, jobs, part, detectors)
+    try:
+        counts = run(list(folders), out, tuple(sizes), upsample, jobs, part, detectors)
+    except ValueError as e:  # bad sizes or nothing kept: one line, not a traceback
+        raise click.ClickException(str(e)) from None
     click.echo(f"{counts['kept']} face boxes kept, {counts['missed']} faces missed, "
                f"{counts['skipped']} files skipped (not 68 points) -> {out}")
 
@@ -76,7 +79,10 @@ def pseudolabel(folders, teacher, out, size, part, detector, min_side, max_expec
     (self-training on faces 300-W left unannotated).
     """
     from .pseudolabel import pseudolabel as run
-    count = run(list(folders), teacher, out, size, part, detector, min_side, max_expected, jobs)
+    try:
+        count = run(list(folders), teacher, out, size, part, detector, min_side, max_expected, jobs)
+    except ValueError as e:  # the teacher kept no face: one line, not a traceback
+        raise click.ClickException(str(e)) from None
     click.echo(f"{count} faces annotated by the teacher -> {out}")
 
 
