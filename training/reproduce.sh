@@ -47,10 +47,12 @@ annotate train prepare "$DATA/300w/afw" --detector points --size 128 --out cache
 P="$C/helen_train_points_128.npz $C/helen_train_points_128.npz $C/lfpw_train_points_128.npz \
   $C/lfpw_train_points_128.npz $C/ytf_train_points_128.npz --other-convention $C/ytf_train_points_128.npz \
   --val $C/helen_holdout_points_128.npz --val $C/lfpw_holdout_points_128.npz --val $C/afw_points_128.npz"
-# The shipped grid stage: 70 epochs straight, seed 1, two threads (about 105 min here).
-annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude 0.5 --weight-decay 0.05 \
-  --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e70
-# Not needed for the weights: the family comparison at equal compute (README, The shipped network), one
+# The shipped grid stage: 120 epochs straight, seed 1, two threads (about 100 min on the faster VM; resumable:
+# rerun the same command to carry on an interrupted run from its last.pt).
+annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --weight-decay 0.05 \
+  --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120
+# Not needed for the weights: the same recipe for 70 epochs (shipped before it on 2026-12-06; --epochs 70,
+# --out training/checkpoints/grid128_s1_e70), the family comparison at equal compute (README, The shipped network), one
 # thread each side by side, and the grid stage shipped until 2026-12-06 (the 30-epoch run carried 40 epochs
 # further by a warm restart: new AdamW and cosine schedule at half the peak rate):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 30 --occlude 0.5 --weight-decay 0.05 \
@@ -59,24 +61,22 @@ annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude
 #     --weight-decay 0.05 --threads 1 --out training/checkpoints/heatmap128_e30 &
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 40 --lr 0.001 --occlude 0.5 \
 #     --weight-decay 0.05 --threads 1 --init training/checkpoints/grid128_e30 --out training/checkpoints/grid128_e30r40
-# and the shipped recipe with small and blurred samples (README, the precision-stage table; not better):
+# and the 70-epoch recipe with small and blurred samples (README, the precision-stage table; not better):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude 0.5 --lowres 0.3 \
 #     --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e70_lowres
 # and with self-training on 235 faces 300-W left unannotated (README, Self-training; not better), the teacher
-# being the shipped cascade averaged with the weights of commit 79e392d (A.pt), calibrated as below:
-#   annotate train export annotator/weights/landmarks68.pt --average A.pt --dest runs/teacher_ab.pt
+# being the cascade shipped with the 70-epoch stage (B.pt, commit b91763f) averaged with the weights of commit
+# 79e392d (A.pt), calibrated as below:
+#   annotate train export B.pt --average A.pt --dest runs/teacher_ab.pt
 #   annotate train pseudolabel "$DATA/300w/helen_trainset" "$DATA/300w/lfpw_trainset" --teacher runs/teacher_ab.pt \
 #     --max-expected 0.04 --min-side 40 --out cache/teacher_ab_train_points_128.npz -j 2
 #   annotate train fit $P cache/teacher_ab_train_points_128.npz cache/teacher_ab_train_points_128.npz --arch grid \
 #     --width 16 --frame shape --epochs 70 --occlude 0.5 --weight-decay 0.05 --seed 1 --threads 2 \
 #     --out training/checkpoints/grid128_s1_e70_pseudo
-# In training (issue 23, resumable: rerun to carry it on): the shipped recipe for 120 epochs.
-#   annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --weight-decay 0.05 \
-#     --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120
 # The shipped cascade: roll estimator, box stage, grid stage. Until 2026-12-03 a 62-px shape stage sat between
 # the last two (`fit ... --arch cnn8 --width 24 --epochs 200 --frame shape --occlude 0.5 --weight-decay 0.1`); the
 # grid stage is as accurate without it (README, The shipped network), so it is no longer trained or exported.
-annotate train export runs/roll62 runs/s1_box62 training/checkpoints/grid128_s1_e70 \
+annotate train export runs/roll62 runs/s1_box62 training/checkpoints/grid128_s1_e120 \
   --dest annotator/weights/landmarks68.pt
 # The per-face expected error is fitted on the held-out HELEN and LFPW slices turned by angles the benchmark
 # (benchmarks/rotation.py: 0, 45, ..., 180) does not use, as they are and with 40% of each face hidden (so that
