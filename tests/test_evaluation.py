@@ -49,9 +49,14 @@ def test_evaluate_beside_shipped_and_retrained_dlib(photos, tmp_path):
 def test_calibrate_stores_an_error_model_in_the_weights(photos, tmp_path):
     weights = tmp_path / "w.pt"
     shutil.copy(DEFAULT_WEIGHTS, weights)
-    annotate("train", "calibrate", weights, photos, "-j", "1")
+    annotate("train", "calibrate", weights, photos, "--turn", "0", "--turn", "15", "--faces-out", tmp_path / "f.npz",
+             "-j", "1")
     model = torch.load(weights, weights_only=True)["meta"]["error_model"]
-    assert model["faces"] == 4 and len(model["coef"]) == N_FEATURES  # disagreements, roll, spread
+    assert model["faces"] == 8 and len(model["coef"]) == N_FEATURES  # disagreements, roll, spread
+    faces = np.load(tmp_path / "f.npz")  # each fitted face with its view, to study the fit by view
+    assert len(faces["errors"]) == 8 and sorted(faces["turn"]) == [0] * 4 + [15] * 4
+    assert not faces["occlude"].any()
+    annotate("train", "calibrate", weights, photos, "-j", "1")  # upright only: the estimate below
     net = NetworkLandmarker(weights)
     expected, true = [], []
     for image_path, pts in labelled_images(photos):

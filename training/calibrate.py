@@ -60,15 +60,18 @@ def calibrate(weights: str | Path, folders: list[str] = (), holdout_of: list[str
         Path(faces_out).parent.mkdir(parents=True, exist_ok=True)
     methods = {"network": ("network", str(weights))}
     sets = data_sets(folders, holdout_of)
-    faces = [collect(f, part, methods, upsample, jobs=jobs, view=View(turn, detector, orientation, occlude),
-                     boxes=boxes)
-             for f, part in sets for turn in turns for occlude in occlusions]
-    faces = [f for f in faces if "features" in f]
-    features = np.concatenate([f["features"] for f in faces])
-    errors = np.concatenate([f["errors"]["network"] for f in faces])
-    per_point = {k: np.concatenate([f[k] for f in faces]) for k in ("spreads", "point_errors") if k in faces[0]}
+    views = [View(turn, detector, orientation, occlude) for turn in turns for occlude in occlusions]
+    faces = [(view, collect(f, part, methods, upsample, jobs=jobs, view=view, boxes=boxes))
+             for f, part in sets for view in views]
+    faces = [(view, f) for view, f in faces if "features" in f]
+    features = np.concatenate([f["features"] for _, f in faces])
+    errors = np.concatenate([f["errors"]["network"] for _, f in faces])
+    per_point = {k: np.concatenate([f[k] for _, f in faces]) for k in ("spreads", "point_errors")
+                 if k in faces[0][1]}
     if faces_out:  # for refitting or studying the model without collecting the faces again
-        np.savez(faces_out, features=features, errors=errors, **per_point)
+        shown = {k: np.concatenate([np.full(len(f["features"]), getattr(view, k)) for view, f in faces])
+                 for k in ("turn", "occlude")}  # each face's view
+        np.savez(faces_out, features=features, errors=errors, **per_point, **shown)
     model = fit_error_model(features, errors)
     model.update(faces=int(len(errors)), fitted_on=[set_name(f, part) for f, part in sets], turns=list(turns),
                  occlusions=list(occlusions), detector=detector, orientation=orientation,

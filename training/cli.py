@@ -194,7 +194,7 @@ def evaluate(weights, folders, holdout_of, out, upsample, max_side, train_dlib, 
               help="Also fit on the (turned) photos with this share of each face hidden by a grey rectangle "
                    "(repeatable; 0: as they are): failures made from held-out faces.")
 @click.option("--faces-out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the fitted faces' error features and true errors to this .npz.")
+              help="Also write the fitted faces' error features, true errors and views (turn, occlude) to this .npz.")
 @click.option("--boxes", type=click.Path(file_okay=False), default=None,
               help="Keep each photo view's detection in this folder and take it from there next time: a rerun "
                    "(another network, or after an interruption) scans only what the folder lacks. Empty it "
