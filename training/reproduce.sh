@@ -73,6 +73,10 @@ annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlud
 #   annotate train fit $P cache/teacher_ab_train_points_128.npz cache/teacher_ab_train_points_128.npz --arch grid \
 #     --width 16 --frame shape --epochs 70 --occlude 0.5 --weight-decay 0.05 --seed 1 --threads 2 \
 #     --out training/checkpoints/grid128_s1_e70_pseudo
+# and the shipped stage warm-restarted for 40 more epochs (README, the precision-stage table; not better):
+#   annotate train fit $P --arch grid --width 16 --frame shape --epochs 40 --lr 0.001 --occlude 0.5 \
+#     --weight-decay 0.05 --seed 1 --threads 2 --init training/checkpoints/grid128_s1_e120 \
+#     --out training/checkpoints/grid128_s1_e120r40
 # The shipped cascade: roll estimator, box stage, grid stage. Until 2026-12-03 a 62-px shape stage sat between
 # the last two (`fit ... --arch cnn8 --width 24 --epochs 200 --frame shape --occlude 0.5 --weight-decay 0.1`); the
 # grid stage is as accurate without it (README, The shipped network), so it is no longer trained or exported.
