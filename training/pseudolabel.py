@@ -42,9 +42,10 @@ def pseudolabel(folders: list[str], teacher: str | Path, out: str | Path, size: 
     photos: dict[tuple[Path, str], list[tuple[Path, Path]]] = {}  # a photo's copies, wherever they sort
     for image, pts in pairs:
         photos.setdefault((image.parent, photo_of(image)), []).append((image, pts))
-    kept = [face for faces in Parallel(n_jobs=jobs, batch_size=4)(
-        delayed(_photo_faces)(copies, str(teacher), size, detector, min_side, max_expected) for copies in photos.values())
-        for face in faces]
+    per_photo = Parallel(n_jobs=jobs, batch_size=4)(
+        delayed(_photo_faces)(copies, str(teacher), size, detector, min_side, max_expected)
+        for copies in photos.values())
+    kept = [face for faces in per_photo for face in faces]
     if not kept:
         raise ValueError(f"the teacher annotated no faces in {folders}")
     save_cache(out, 0, kept, size, upsample=0, expected=np.array([f["expected"] for f in kept]))
