@@ -14,7 +14,7 @@ from annotator.checkpoint import load_cascade
 from annotator.landmarks import DEFAULT_WEIGHTS, NetworkLandmarker
 from annotator.network import network_for
 from conftest import annotate
-from annotator.training.export import _half
+from annotator.training.export import half_precision
 from annotator.training.face_resnet import read_face_resnet
 from annotator.training.groundtruth import labelled_images, read_68
 from annotator.training.metrics import normalised_errors
@@ -164,7 +164,7 @@ def test_averaged_grid_stage(photos, tmp_path):
     for run in runs:
         ckpt = torch.load(run / "last.pt", weights_only=True)
         members.append(network_for(ckpt["config"]))
-        members[-1].load_state_dict(_half(ckpt["state_dict"]))  # rounded as export stores them
+        members[-1].load_state_dict(half_precision(ckpt["state_dict"]))  # rounded as export stores them
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
     with torch.inference_mode():
         outs = [net.eval()(x) for net in [stages[-1], *members]]

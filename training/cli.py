@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -23,6 +25,15 @@ def _require_sets(folders: tuple[str, ...], holdout_of: tuple[str, ...]) -> None
     """evaluate and calibrate need faces: ground-truth FOLDERS, held-out slices, or both."""
     if not folders and not holdout_of:
         raise click.UsageError("give ground-truth FOLDERS or --holdout-of")
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A ValueError (bad sizes, no face kept, mismatched runs) as a one-line error, not a traceback."""
+    try:
+        yield
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @train.command()
@@ -49,10 +60,8 @@ def prepare(folders, out, sizes, upsample, part, detector, jobs) -> None:
 
     from .prepare import prepare as run
     detectors = {"both": DETECTORS}.get(detector, (detector,))
-    try:
+    with one_line_errors():
         counts = run(list(folders), out, tuple(sizes), upsample, jobs, part, detectors)
-    except ValueError as e:  # bad sizes or nothing kept: one line, not a traceback
-        raise click.ClickException(str(e)) from None
     click.echo(f"{counts['kept']} face boxes kept, {counts['missed']} faces missed, "
                f"{counts['skipped']} files skipped (not 68 points) -> {out}")
 
@@ -79,10 +88,8 @@ def pseudolabel(folders, teacher, out, size, part, detector, min_side, max_expec
     (self-training on faces 300-W left unannotated).
     """
     from .pseudolabel import pseudolabel as run
-    try:
+    with one_line_errors():
         count = run(list(folders), teacher, out, size, part, detector, min_side, max_expected, jobs)
-    except ValueError as e:  # the teacher kept no face: one line, not a traceback
-        raise click.ClickException(str(e)) from None
     click.echo(f"{count} faces annotated by the teacher -> {out}")
 
 
@@ -228,10 +235,8 @@ def export(runs, dest, no_flip, average) -> None:
     if dest is None and (dest := source_weights()) is None:
         raise click.UsageError("--dest is required: the tool is installed, not run from a source checkout, "
                                "and export does not write into the installed package.")
-    try:
+    with one_line_errors():
         click.echo(f"wrote {do_export(list(runs), dest, flip=not no_flip, average=list(average))}")
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
 
 
 class _Unusable(click.ClickException):

@@ -51,7 +51,7 @@ def _stage(run: str | Path | dict) -> tuple[dict, dict]:
     ckpt = run if isinstance(run, dict) else load_run(run)
     if "stages" in ckpt:
         return ckpt["stages"][-1], ckpt["meta"]["stages"][-1]
-    return ({"config": ckpt["config"], "state_dict": _half(ckpt["state_dict"])},
+    return ({"config": ckpt["config"], "state_dict": half_precision(ckpt["state_dict"])},
             {"fit": ckpt["meta"]["fit"], "history": ckpt["meta"]["history"]})
 
 
@@ -68,6 +68,6 @@ def _averaged(members: list[tuple[dict, dict]]) -> tuple[dict, dict]:
             {**fit, "averaged_with": [f for _, f in members[1:]]})
 
 
-def _half(state: dict) -> dict:
+def half_precision(state: dict) -> dict:
     """Weight tensors as float16 (half the file; loading casts back), small buffers kept exact."""
     return {k: v.half() if v.is_floating_point() and v.numel() > 1000 else v for k, v in state.items()}
