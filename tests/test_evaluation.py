@@ -12,7 +12,7 @@ from annotator.images import read_image
 from annotator.landmarks import DEFAULT_WEIGHTS, N_FEATURES, NetworkLandmarker
 from conftest import annotate
 from annotator.training.groundtruth import labelled_images, photo_of, read_68
-from annotator.training.metrics import normalised_errors, spearman, worst_caught
+from annotator.training.metrics import bootstrap_interval, normalised_errors, spearman, worst_caught
 
 
 def test_holdout_is_a_fixed_slice_of_whole_photos(data):
@@ -29,6 +29,16 @@ def test_ranking_metrics():
     true = np.arange(1, 21, dtype=float)
     assert spearman(true, true) == 1 and spearman(-true, true) == -1
     assert worst_caught(true, true) == 1 and worst_caught(-true, true) == 0
+    # the interval says how far a figure from this many faces may move: less with more faces
+    rng = np.random.default_rng(0)
+    widths = []
+    for faces in (100, 1000):
+        true = rng.gamma(4, 0.005, faces)
+        expected = true * np.exp(rng.normal(0, 0.5, faces))
+        lo, hi = bootstrap_interval(worst_caught, expected, true)
+        assert lo <= worst_caught(expected, true) <= hi
+        widths.append(hi - lo)
+    assert 0 < widths[1] < widths[0]
 
 
 def test_evaluate_beside_shipped_and_retrained_dlib(photos, tmp_path):

@@ -13,8 +13,8 @@ from annotator.images import read_image
 from annotator.landmarks import cached_landmarker, expected_error, point_errors
 
 from .groundtruth import data_sets, detected_face, labelled_images, read_68
-from .metrics import (THRESHOLD, ced, normalised_errors, normalised_point_errors, point_rank_agreement, spearman,
-                      summarise, worst_caught)
+from .metrics import (THRESHOLD, bootstrap_interval, ced, normalised_errors, normalised_point_errors,
+                      point_rank_agreement, spearman, summarise, worst_caught)
 
 LABELS = {"network": "ours (network)", "dlib": "dlib shape_predictor_68 (shipped)",
           "dlib-trained": "dlib's trainer on our training data"}
@@ -159,8 +159,11 @@ def evaluate(weights: str, folders: list[str], out: str | Path, upsample: int = 
 
 def ranking(expected: np.ndarray, errors: np.ndarray) -> dict:
     """How well ``expected`` errors rank and flag the true ``errors``: Spearman, the share of the worst 10%
-    among the 10% expected worst, the mean expected error and :func:`failure_flags`."""
-    return {"spearman": spearman(expected, errors), "worst_10pc_caught": worst_caught(expected, errors),
+    among the 10% expected worst (each with its 95% bootstrap interval), the mean expected error and
+    :func:`failure_flags`."""
+    return {"spearman": spearman(expected, errors), "spearman_95": bootstrap_interval(spearman, expected, errors),
+            "worst_10pc_caught": worst_caught(expected, errors),
+            "worst_10pc_caught_95": bootstrap_interval(worst_caught, expected, errors),
             "mean_expected": float(expected.mean()), "mean_true": float(errors.mean()),
             **failure_flags(expected, errors)}
 
@@ -191,7 +194,8 @@ def markdown_table(report: dict) -> str:
                 lines.append(f"| {name} | {m} | {r['faces']} | {s['detector_missed']} | {r['auc']:.4f} | "
                              f"{r['mean']:.4f} | {r['mean'] / s['dlib']['mean']:.2f}x | {r['median']:.4f} | "
                              f"{r['failure_rate']:.2%} |")
-    lines += ["", "| data set | Spearman (expected vs true error) | worst 10% caught by top-10% expected | "
+    lines += ["", "| data set | Spearman (expected vs true error; 95% interval) | "
+              "worst 10% caught by top-10% expected (95% interval) | "
               "mean expected / true | per point: Spearman within faces / across faces, mean expected / true |",
               "|---|---|---|---|---|"]
     for name, s in report["sets"].items():
@@ -216,7 +220,9 @@ def markdown_table(report: dict) -> str:
 
 def _ranking_row(name: str, e: dict, points: str) -> str:
     """A markdown row of :func:`ranking`'s figures, and the per-point ones already formatted."""
-    return (f"| {name} | {e['spearman']:.3f} | {e['worst_10pc_caught']:.0%} | "
+    (s_lo, s_hi), (w_lo, w_hi) = e["spearman_95"], e["worst_10pc_caught_95"]
+    return (f"| {name} | {e['spearman']:.3f} ({s_lo:.2f}-{s_hi:.2f}) | "
+            f"{e['worst_10pc_caught']:.0%} ({w_lo:.0%}-{w_hi:.0%}) | "
             f"{e['mean_expected'] / e['mean_true']:.2f} | {points} |")
 
 

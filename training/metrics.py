@@ -51,3 +51,13 @@ def worst_caught(expected: np.ndarray, true: np.ndarray, share: float = 0.1) -> 
     worst = set(np.argsort(-true)[:k])
     flagged = set(np.argsort(-expected)[:k])
     return len(worst & flagged) / k
+
+
+def bootstrap_interval(stat, expected: np.ndarray, true: np.ndarray, rounds: int = 1000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """The ``level`` interval of ``stat(expected, true)`` over the faces resampled with replacement (fixed
+    ``seed``): how far the figure may move on as many other faces like these."""
+    rng = np.random.default_rng(seed)
+    values = [stat(expected[i], true[i]) for i in rng.integers(0, len(true), (rounds, len(true)))]
+    lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
