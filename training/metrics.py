@@ -1,6 +1,8 @@
 """The accuracy metric of DESIGN.md: box-normalised mean point error, CED and AUC@0.08."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 THRESHOLD = 0.08
@@ -53,8 +55,8 @@ def worst_caught(expected: np.ndarray, true: np.ndarray, share: float = 0.1) -> 
     return len(worst & flagged) / k
 
 
-def bootstrap_interval(stat, expected: np.ndarray, true: np.ndarray, rounds: int = 1000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(stat: Callable[[np.ndarray, np.ndarray], float], expected: np.ndarray, true: np.ndarray,
+                       rounds: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """The ``level`` interval of ``stat(expected, true)`` over the faces resampled with replacement (fixed
     ``seed``): how far the figure may move on as many other faces like these."""
     rng = np.random.default_rng(seed)
