@@ -25,6 +25,7 @@ from .draw import draw_face
 from .formats import atomic_write, json_record, pts_text
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .index import append_rows, checked_images, image_rows, open_index
+from .memory import give_back_freed_memory
 
 DONE_LOG = ".annotate-done-{format}.log"  # one resume journal per output format
 FAILURE_LOG = "failures.log"
@@ -115,6 +116,8 @@ def annotate_image(item: Item, opts: Options) -> Result:
         if isinstance(e, OSError) and e.errno in STOP_ERRNOS:
             return Result(item.key, error=e.strerror, stop=True)
         return Result(item.key, error=f"{type(e).__name__}: {e}".strip())
+    finally:
+        give_back_freed_memory()  # before joblib takes a photo's freed buffers for a leak
 
 
 def _annotate(item: Item, opts: Options) -> Result:
