@@ -140,8 +140,8 @@ def _text(canvas: np.ndarray, text: str, y: float) -> None:
 
 
 def sheet_shape(faces: int) -> tuple[int, int]:
-    """(height, width) in pixels of a sheet of ``faces`` tiles."""
-    return math.ceil(faces / COLUMNS) * (TILE + LABEL + GAP), COLUMNS * (TILE + GAP)
+    """(height, width) in pixels of a sheet of ``faces`` tiles (no wider than its faces need)."""
+    return math.ceil(faces / COLUMNS) * (TILE + LABEL + GAP), min(max(faces, 1), COLUMNS) * (TILE + GAP)
 
 
 def sheet(tiles: list[np.ndarray]) -> np.ndarray:

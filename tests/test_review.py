@@ -33,7 +33,7 @@ def test_sheet_pages_have_the_expected_size(runs, tmp_path):
     assert cv2.imread(str(tmp_path / "sheet-1.jpg")).shape[:2] == sheet_shape(4)
     assert cv2.imread(str(tmp_path / "sheet-2.jpg")).shape[:2] == sheet_shape(3)
     annotate("review", runs / "json", "--best", "2", "--out", tmp_path / "best.png")
-    assert cv2.imread(str(tmp_path / "best.png")).shape[:2] == sheet_shape(2)
+    assert cv2.imread(str(tmp_path / "best.png")).shape[:2] == sheet_shape(2) == (TILE + LABEL + GAP, 2 * (TILE + GAP))
     assert not (tmp_path / "sheet.jpg").exists() and not (tmp_path / "sheet-3.jpg").exists()
 
 
