@@ -13,7 +13,7 @@ from pathlib import Path
 
 TRIM_AFTER = 100 * 2**20  # bytes of growth since the last trim before the next one (a trim costs 10-25 ms)
 _STATM = Path("/proc/self/statm")
-_last = {"resident": 0}
+_last = {"resident": 0}  # this process's resident bytes after its last trim
 
 
 def give_back_freed_memory() -> None:
