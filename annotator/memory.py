@@ -19,7 +19,7 @@ _last = {"resident": 0}  # this process's resident bytes after its last trim
 def give_back_freed_memory() -> None:
     """Return freed memory to the system when the resident size has grown by :data:`TRIM_AFTER` since the
     last time (glibc on Linux; elsewhere nothing is done)."""
-    libc = _glibc()
+    libc = glibc()
     if libc is None or resident_bytes() - _last["resident"] < TRIM_AFTER:
         return
     libc.malloc_trim(0)
@@ -32,7 +32,8 @@ def resident_bytes() -> int:
 
 
 @lru_cache(maxsize=1)
-def _glibc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
+    """The C library when it is Linux's glibc, which keeps freed memory and can give it back; else None."""
     if not _STATM.exists():
         return None
     try:
