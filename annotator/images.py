@@ -111,9 +111,19 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
                          "(raise it with --max-pixels)")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
         raise ImageError("truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = _decode(data)
     if image is None:
         raise ImageError("not a decodable image (unknown format or corrupt data)")
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(f"{image.shape[1]}x{image.shape[0]} pixels is over the limit of {max_pixels:,}")
     return image
+
+
+def _decode(data: bytes) -> np.ndarray | None:
+    """cv2.imdecode to 8-bit BGR, with OpenCV's own warnings held back (the ImageError says why: one line)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    finally:
+        cv2.utils.logging.setLogLevel(level)

@@ -104,16 +104,18 @@ def test_bad_files_logged_and_run_goes_on(photos, tmp_path):
     (photos / "text.jpg").write_text("not an image\n")
     data = (photos / "1634816_1.jpg").read_bytes()
     (photos / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    cv2.imwrite(str(photos / "float.tiff"), np.zeros((64, 64, 3), np.float32))  # 32-bit samples: OpenCV warns
     out = tmp_path / "out"
     result = annotate(photos, "--out", out, check=False)
     assert result.returncode == 1
     log = (out / "failures.log").read_text()
     for name, reason in [("empty.jpg", "empty"), ("text.jpg", "not a decodable image"),
-                         ("truncated.jpg", "truncated")]:
+                         ("truncated.jpg", "truncated"), ("float.tiff", "not a decodable image")]:
         assert name in log and reason in log
         assert any(name in line and reason in line for line in result.stderr.splitlines())
+    assert "WARN" not in result.stderr  # one line per bad file, ours
     assert (out / "1051618982_1.pts").exists()
-    assert "3 failed" in result.stderr
+    assert "4 failed" in result.stderr
 
 
 def test_same_stem_different_extensions(photos, tmp_path):
