@@ -78,7 +78,7 @@ annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlud
 #     --weight-decay 0.05 --seed 1 --threads 2 --init training/checkpoints/grid128_s1_e120 \
 #     --out training/checkpoints/grid128_s1_e120r40
 # and the shipped recipe with 30% of the samples shrunk 1.5-4x and brought back up (a candidate for blurred photos,
-# README Other photographic conditions; trained 2026-12-07, checkpoint committed, not shipped yet):
+# README Other photographic conditions; trained 2026-12-07, not shipped; checkpoint in commit c18f8d8):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --lowres 0.3 \
 #     --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120_lowres
 # The shipped cascade: roll estimator, box stage, grid stage. Until 2026-12-03 a 62-px shape stage sat between
