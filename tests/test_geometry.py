@@ -102,3 +102,21 @@ def test_low_resolution_samples_blur_the_face_not_the_points(data):
     detail = [np.abs(cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), cv2.CV_64F)).mean() for x in (sharp, blurred)]
     assert detail[1] < 0.7 * detail[0], detail
     assert np.abs(cv2.GaussianBlur(sharp, (9, 9), 3).astype(float) - cv2.GaussianBlur(blurred, (9, 9), 3)).mean() < 4
+
+
+def test_stretched_samples_keep_each_point_on_its_pixel():
+    """fit --stretch: a face made taller or wider carries its points with it, and the face's proportions change."""
+    cached = np.zeros((124, 124, 3), np.uint8)
+    pts = np.array([(x, y) for y in range(42, 83, 5) for x in range(42, 83, 5)][:68], float)  # a dot each
+    for x, y in pts.astype(int):
+        cached[y - 1:y + 2, x - 1:x + 2] = 255
+    base = frame_affine("box", 62, context_box(62, 2))
+    ratios = []
+    for seed in range(6):
+        image, rel = sample(cached, pts, 62, base, np.random.default_rng(seed), jitter=(0.0, 0.0, 0.0), stretch=0.1)
+        placed = to_crop_pixels(rel, 62)
+        for x, y in placed:
+            assert image[int(round(y)), int(round(x))].max() > 100  # the dot is where its point went
+        span = placed.max(0) - placed.min(0)
+        ratios.append(span[1] / span[0])
+    assert np.ptp(ratios) > 0.2  # height / width differs between samples: the proportions were stretched

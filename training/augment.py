@@ -23,13 +23,15 @@ LOWRES = (1.5, 4.0)  # how much a low-resolution sample is shrunk before it is b
 
 def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
            rng: np.random.Generator | None, jitter: tuple[float, float, float] = JITTER["box"],
-           lowres: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+           lowres: float = 0.0, stretch: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One network input (size x size) and its crop-relative targets from a context crop.
 
     ``base`` is the context crop -> network crop matrix (``annotator.crop.frame_affine``). Without
     ``rng`` the crop is exactly ``base``: what inference sees. With it: random shift, log-normal scale and normal
-    rotation (uniform for a rotation of 180 or more) about the crop centre, and a horizontal flip with the
-    left/right point permutation; with probability ``lowres``, the sample shrunk by 1.5-4x and brought
+    rotation (uniform for a rotation of 180 or more) about the crop centre, with ``stretch`` the face made
+    taller and narrower or shorter and wider (its axes scaled by exp(+-t), t normal with that sigma, as faces
+    of other proportions look), and a horizontal flip with the left/right point permutation; with probability
+    ``lowres``, the sample shrunk by 1.5-4x and brought
     back up (as a small or blurred face looks; the points do not move).
     """
     m = base
@@ -40,6 +42,9 @@ def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
                                                                                    3 * rotate))
         c = (size - 1) / 2 + rng.uniform(-shift, shift, 2) * size
         r = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        if stretch:  # no draw without it: earlier runs unchanged
+            t = np.clip(rng.normal(0, stretch), -3 * stretch, 3 * stretch)
+            r = r @ np.diag(np.exp([-t, t]))
         m = np.hstack([r, ((size - 1) / 2 - r @ c)[:, None]]) @ _square(base)
         if rng.random() < 0.5:
             m = np.array([[-1.0, 0, size - 1], [0, 1, 0]]) @ _square(m)

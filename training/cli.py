@@ -126,6 +126,8 @@ def pseudolabel(folders, teacher, out, size, part, detector, min_side, max_expec
 @click.option("--occlude", default=0.0, show_default=True, help="Share of samples with a random grey rectangle.")
 @click.option("--lowres", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of samples shrunk by 1.5-4x and brought back up, as small or blurred faces look.")
+@click.option("--stretch", default=0.0, show_default=True, type=click.FloatRange(0, 0.3),
+              help="Sigma of t: samples' faces scaled by exp(t) down and exp(-t) across (other proportions).")
 @click.option("--frame", type=click.Choice(["box", "shape", "roll"]), default="box", show_default=True,
               help="box: first stage on the detector box; shape: refinement stage on the aligned face; roll: "
                    "the roll estimator in front of them (faces turned by any angle; predicts the face's roll).")

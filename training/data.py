@@ -35,7 +35,7 @@ def base_affines(data: dict, frame: str, template: np.ndarray) -> np.ndarray:
 
 
 def batches(data: dict, bases: np.ndarray, batch: int, rng: np.random.Generator | None,
-            jitter: tuple = JITTER["box"], occlude: float = 0.0, lowres: float = 0.0
+            jitter: tuple = JITTER["box"], occlude: float = 0.0, lowres: float = 0.0, stretch: float = 0.0
             ) -> Iterator[tuple[torch.Tensor, ...]]:
     """(inputs, targets, head indices) tensors; augmented and shuffled with ``rng``, in order without."""
     size, n = data["size"], len(data["crops"])
@@ -43,7 +43,7 @@ def batches(data: dict, bases: np.ndarray, batch: int, rng: np.random.Generator 
     pts = context_points(data["targets"], size, data["context"])
     for i in range(0, n - (batch - 1 if rng is not None else 0), batch):
         idx = order[i:i + batch]
-        pairs = [sample(data["crops"][j], pts[j], size, bases[j], rng, jitter, lowres) for j in idx]
+        pairs = [sample(data["crops"][j], pts[j], size, bases[j], rng, jitter, lowres, stretch) for j in idx]
         x = np.stack([p[0] for p in pairs]).astype(np.float32)
         if rng is not None:
             x = photometric(x, rng, occlude).astype(np.float32)

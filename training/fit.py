@@ -101,7 +101,7 @@ def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch
         width: int = 32, epochs: int = 60, batch: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
         loss: str = "mse", seed: int = 0, threads: int = 2, augment: bool = True, frame: str = "box",
         other: list[str] = (), occlude: float = 0.0, init: str | None = None, backbone_lr_scale: float = 1.0,
-        lowres: float = 0.0, command: str = "") -> dict:
+        lowres: float = 0.0, stretch: float = 0.0, command: str = "") -> dict:
     """Train on caches ``train``; writes RUN/last.pt (resumable), history.json and curves.png.
 
     ``init``: start from the network of this run (its folder or last.pt; same arch and width) with a new
@@ -129,8 +129,8 @@ def fit(train: list[str], out: str | Path, *, val: list[str] | None = None, arch
               "width": width, "epochs": epochs, "batch": batch, "lr": lr, "weight_decay": weight_decay,
               "loss": loss, "seed": seed, "threads": threads, "augment": augment, "size": data["size"],
               "frame": frame, "command": command}
-    for key, value in (("occlude", occlude), ("lowres", lowres), ("other", [str(p) for p in other]),
-                       ("init", str(init or "")),
+    for key, value in (("occlude", occlude), ("lowres", lowres), ("stretch", stretch),
+                       ("other", [str(p) for p in other]), ("init", str(init or "")),
                        ("pretrained", PRETRAINED if pretrained else ""),
                        ("backbone_lr_scale", backbone_lr_scale != 1 and backbone_lr_scale)):
         if value:  # recorded only when used, so earlier runs' settings still match on resume
@@ -205,7 +205,7 @@ def train_epoch(net: LandmarkNet, opt: torch.optim.Optimizer, data: dict, bases:
     net.train()
     losses = []
     samples = batches(data, bases, batch, rng if config["augment"] else None, JITTER[config["frame"]],
-                      config.get("occlude", 0.0), config.get("lowres", 0.0))
+                      config.get("occlude", 0.0), config.get("lowres", 0.0), config.get("stretch", 0.0))
     bar = tqdm(samples, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
     for i, (x, y, head) in enumerate(bar):
         for g in opt.param_groups:

@@ -81,6 +81,12 @@ annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlud
 # README Other photographic conditions; trained 2026-12-07, not shipped; checkpoint in commit c18f8d8):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --lowres 0.3 \
 #     --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120_lowres
+# and the 70-epoch recipe with faces stretched taller or wider (README, the precision-stage table), then the
+# shipped recipe with it (a candidate: trained from 2026-12-07, checkpoint committed as it goes, not shipped yet):
+#   annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude 0.5 --stretch 0.05 \
+#     --weight-decay 0.05 --seed 1 --threads 2 --out runs/grid128_s1_e70_stretch
+#   annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --stretch 0.05 \
+#     --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120_stretch
 # The shipped cascade: roll estimator, box stage, grid stage. Until 2026-12-03 a 62-px shape stage sat between
 # the last two (`fit ... --arch cnn8 --width 24 --epochs 200 --frame shape --occlude 0.5 --weight-decay 0.1`); the
 # grid stage is as accurate without it (README, The shipped network), so it is no longer trained or exported.
