@@ -28,11 +28,10 @@ def sample(crop: np.ndarray, points: np.ndarray, size: int, base: np.ndarray,
 
     ``base`` is the context crop -> network crop matrix (``annotator.crop.frame_affine``). Without
     ``rng`` the crop is exactly ``base``: what inference sees. With it: random shift, log-normal scale and normal
-    rotation (uniform for a rotation of 180 or more) about the crop centre, with ``stretch`` the face made
-    taller and narrower or shorter and wider (its axes scaled by exp(+-t), t normal with that sigma, as faces
-    of other proportions look), and a horizontal flip with the left/right point permutation; with probability
-    ``lowres``, the sample shrunk by 1.5-4x and brought
-    back up (as a small or blurred face looks; the points do not move).
+    rotation (uniform for a rotation of 180 or more) about the crop centre, and a horizontal flip with the
+    left/right point permutation; with ``stretch``, the face's axes scaled by exp(-t) across and exp(t) down
+    (t normal with that sigma: faces of other proportions); with probability ``lowres``, the sample shrunk by
+    1.5-4x and brought back up (as a small or blurred face looks; the points do not move).
     """
     m = base
     if rng is not None:
