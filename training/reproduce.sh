@@ -47,11 +47,13 @@ annotate train prepare "$DATA/300w/afw" --detector points --size 128 --out cache
 P="$C/helen_train_points_128.npz $C/helen_train_points_128.npz $C/lfpw_train_points_128.npz \
   $C/lfpw_train_points_128.npz $C/ytf_train_points_128.npz --other-convention $C/ytf_train_points_128.npz \
   --val $C/helen_holdout_points_128.npz --val $C/lfpw_holdout_points_128.npz --val $C/afw_points_128.npz"
-# The shipped grid stage: 120 epochs straight, seed 1, two threads (about 100 min on the faster VM; resumable:
-# rerun the same command to carry on an interrupted run from its last.pt).
-annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --weight-decay 0.05 \
-  --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120
-# Not needed for the weights: the same recipe for 70 epochs (shipped before it on 2026-12-06; --epochs 70,
+# The shipped grid stage (since 2026-12-07): 120 epochs straight, faces also stretched taller or wider (--stretch),
+# seed 1, two threads (about 95 min on an idle machine here; resumable: rerun the same command to carry on an
+# interrupted run from its last.pt).
+annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --stretch 0.05 \
+  --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120_stretch
+# Not needed for the weights: the same recipe without --stretch (shipped 2026-12-06 to 2026-12-07; --out
+# training/checkpoints/grid128_s1_e120), and for 70 epochs (shipped before it on 2026-12-06; --epochs 70,
 # --out training/checkpoints/grid128_s1_e70), the family comparison at equal compute (README, The shipped network), one
 # thread each side by side, and the grid stage shipped until 2026-12-06 (the 30-epoch run carried 40 epochs
 # further by a warm restart: new AdamW and cosine schedule at half the peak rate):
@@ -81,16 +83,13 @@ annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlud
 # README Other photographic conditions; trained 2026-12-07, not shipped; checkpoint in commit c18f8d8):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --lowres 0.3 \
 #     --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120_lowres
-# and the 70-epoch recipe with faces stretched taller or wider (README, the precision-stage table), then the
-# shipped recipe with it (a candidate: trained from 2026-12-07, checkpoint committed as it goes, not shipped yet):
+# and the 70-epoch recipe with faces stretched taller or wider (README, the precision-stage table):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude 0.5 --stretch 0.05 \
 #     --weight-decay 0.05 --seed 1 --threads 2 --out runs/grid128_s1_e70_stretch
-#   annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlude 0.5 --stretch 0.05 \
-#     --weight-decay 0.05 --seed 1 --threads 2 --out training/checkpoints/grid128_s1_e120_stretch
 # The shipped cascade: roll estimator, box stage, grid stage. Until 2026-12-03 a 62-px shape stage sat between
 # the last two (`fit ... --arch cnn8 --width 24 --epochs 200 --frame shape --occlude 0.5 --weight-decay 0.1`); the
 # grid stage is as accurate without it (README, The shipped network), so it is no longer trained or exported.
-annotate train export runs/roll62 runs/s1_box62 training/checkpoints/grid128_s1_e120 \
+annotate train export runs/roll62 runs/s1_box62 training/checkpoints/grid128_s1_e120_stretch \
   --dest annotator/weights/landmarks68.pt
 # The per-face expected error is fitted on the held-out HELEN and LFPW slices turned by angles the benchmark
 # (benchmarks/rotation.py: 0, 45, ..., 180) does not use, as they are and with 40% of each face hidden (so that
