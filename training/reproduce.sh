@@ -86,6 +86,8 @@ annotate train fit $P --arch grid --width 16 --frame shape --epochs 120 --occlud
 # and the 70-epoch recipe with faces stretched taller or wider (README, the precision-stage table):
 #   annotate train fit $P --arch grid --width 16 --frame shape --epochs 70 --occlude 0.5 --stretch 0.05 \
 #     --weight-decay 0.05 --seed 1 --threads 2 --out runs/grid128_s1_e70_stretch
+# and the same with --stretch 0.1 (README, the precision-stage table; not better overall): --out
+# runs/grid128_s1_e70_stretch10
 # The shipped cascade: roll estimator, box stage, grid stage. Until 2026-12-03 a 62-px shape stage sat between
 # the last two (`fit ... --arch cnn8 --width 24 --epochs 200 --frame shape --occlude 0.5 --weight-decay 0.1`); the
 # grid stage is as accurate without it (README, The shipped network), so it is no longer trained or exported.
