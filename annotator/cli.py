@@ -125,7 +125,7 @@ def main() -> None:
                    "frontal face detector (about 5x faster, misses more faces; see README for figures).")
 @click.option("--orientation", type=click.Choice(["any", "upright"]), default="any", show_default=True,
               help="any: also look for faces lying sideways or upside down (the photo turned by 90, 180 and 270 "
-                   "degrees, at 1/1.2 of the resolution: about 3x the detection time); upright: faces within about "
+                   "degrees: about 4x the detection time); upright: faces within about "
                    "60 degrees of upright only.")
 @click.option("--min-score", type=float, default=None,
               help="Drop detections scoring below this (the detector's score; default 0 for both detectors; "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from annotator.crop import face_roll
-from annotator.detectors import Face, cnn, detect, face_containing, hog, same_face
+from annotator.detectors import Face, cnn, detect, face_containing, hog, same_face, turn_back
 from annotator.detectors.mmod import MMODDetector
 from annotator.formats import read_pts
 from annotator.training.groundtruth import turned
@@ -79,6 +79,17 @@ def test_any_orientation_adds_turned_faces_without_doubling_upright_ones(data):
     turned = detect(image, detector="cnn", orientation="any")
     assert {f.box for f in upright} <= {f.box for f in turned}
     assert not any(same_face(a.box, b.box) for i, a in enumerate(turned) for b in turned[i + 1:])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_small_face_is_found_in_a_photo_turned_by_any_quarter_as_in_the_upright_photo(data, k):
+    # a YouTube frame (100 x 128 px) whose face is near the smallest a default run looks for (40 px): the
+    # turned scans look as closely as the upright one, so the photo turned by k quarter turns gives the same box
+    image = cv2.imread(str(data / "ytf" / "test" / "William_McDonough_01.jpg"))
+    (upright,) = detect(image, detector="cnn")
+    turned_photo = np.ascontiguousarray(np.rot90(image, k))
+    boxes = [turn_back(f.box, k, image.shape) for f in detect(turned_photo, detector="cnn", orientation="any")]
+    assert upright.box in boxes
 
 
 @pytest.mark.parametrize("turn", [90, 180, 270])

@@ -6,8 +6,9 @@ min_score, device, threads)``: ``hog`` (dlib's HOG frontal face detector) and ``
 so one scan schedule (:func:`plan_scan`) serves both.
 
 Both find faces within about 60 degrees of upright. ``orientation="any"`` also scans the photo turned
-by 90, 180 and 270 degrees, at 1/:data:`TURNED_MIN_FACE` of the resolution of the upright scan (about 0.7
-of its cost each), and keeps one box per face across the turns (:func:`merge`).
+by 90, 180 and 270 degrees, at the upright scan's resolution (the same copy, turned: each turn finds the
+faces the upright scan would find on an upright photo), and keeps one box per face across the turns
+(:func:`merge`).
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ WINDOW = 80  # box side (px of the scanned image) of the smallest face either de
 DEFAULT_MIN_FACE = 40  # px: what upsample 1 on the whole photo looks for (the default before --min-face)
 DEFAULT_MIN_FACE_SHARE = 25  # the default looks for faces of at least 1/25 of the shorter side
 ORIENTATIONS = ("upright", "any")
-TURNED_MIN_FACE = 1.2  # the turned scans look for faces this many times the upright scan's smallest
 SAME_FACE_IOU, SAME_FACE_COVER = 0.3, 0.6  # boxes of one face across turns (see merge)
 
 
@@ -115,15 +115,13 @@ def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | N
     scan = plan_scan(height, width, upsample, max_side, min_face)
     threshold = DEFAULT_MIN_SCORE[detector] if min_score is None else min_score
     find = module(detector).find
-    faces = [Face(unscale_box(box, scan.scale), score, detector)
-             for box, score in find(_scan_copy(image_bgr, scan.scale), scan.upsample, threshold, device, threads)]
+    copy = _scan_copy(image_bgr, scan.scale)
+    faces = []
+    for k in (0, 1, 2, 3) if orientation == "any" else (0,):  # quarter turns counter-clockwise
+        found = find(np.ascontiguousarray(np.rot90(copy, k)), scan.upsample, threshold, device, threads)
+        faces += [Face(unscale_box(turn_back(box, k, copy.shape), scan.scale), score, detector)
+                  for box, score in found]
     if orientation == "any":
-        turned = plan_scan(height, width, min_face=scan.min_face * TURNED_MIN_FACE, max_side=max_side)
-        copy = _scan_copy(image_bgr, turned.scale)
-        for k in (1, 2, 3):
-            found = find(np.rot90(copy, k).copy(), turned.upsample, threshold, device, threads)
-            faces += [Face(unscale_box(turn_back(box, k, copy.shape), turned.scale), score, detector)
-                      for box, score in found]
         faces = merge(faces)
     faces.sort(key=lambda f: -f.score)
     return faces[:max_faces] if max_faces else faces
@@ -134,6 +132,8 @@ def turn_back(box: Box, k: int, shape: tuple[int, ...]) -> Box:
     pixels (``shape``: the unturned image's)."""
     height, width = shape[:2]
     left, top, right, bottom = box
+    if k == 0:
+        return box
     if k == 1:
         return width - 1 - bottom, left, width - 1 - top, right
     if k == 2:
