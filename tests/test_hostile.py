@@ -24,13 +24,13 @@ def face(photos) -> np.ndarray:
     return cv2.imread(str(photos / f"{FACE}.jpg"))
 
 
-def run_one(tmp_path: Path, write) -> tuple:
+def run_one(tmp_path: Path, write, detector: str | None = "hog") -> tuple:
     """Write one input image with ``write(path)``, annotate it, return (result, out folder)."""
     folder = tmp_path / "in"
     folder.mkdir(exist_ok=True)
     write(folder)
     out = tmp_path / "out"
-    return annotate(folder, "--out", out, check=False), out
+    return annotate(folder, "--out", out, check=False, detector=detector), out
 
 
 @pytest.mark.parametrize("kind", ["alpha", "16bit", "gray", "cmyk", "palette"])
@@ -72,9 +72,11 @@ def test_exif_rotation_points_on_displayed_face(tmp_path, face):
     assert np.abs(ref - got).mean() < 0.03 * (ref.max(0) - ref.min(0)).mean()
 
 
+@pytest.mark.parametrize("detector", ["hog", None])  # None: the default, the CNN
 @pytest.mark.parametrize("side", [1, 10])
-def test_tiny_images_have_no_face_and_no_error(tmp_path, side):
-    result, out = run_one(tmp_path, lambda f: cv2.imwrite(str(f / "tiny.png"), np.zeros((side, side, 3), np.uint8)))
+def test_tiny_images_have_no_face_and_no_error(tmp_path, side, detector):
+    result, out = run_one(tmp_path, lambda f: cv2.imwrite(str(f / "tiny.png"), np.zeros((side, side, 3), np.uint8)),
+                          detector)
     assert result.returncode == 0 and "1 without a face" in result.stderr
     assert not list(out.glob("*.pts"))
 

@@ -22,6 +22,7 @@ from ..dlib_file import Reader, folded
 
 RATE = 5 / 6  # pyramid_down<6>: each level is 5/6 the size of the one above
 MIN_LEVEL_HEIGHT = 5
+MIN_SIDE = 32  # px: a smaller image holds no face the 80-px window finds (dlib's own net raises there)
 PADDING, OUTER_PADDING = 10, 11  # what dlib uses for a model file of this version
 
 
@@ -146,6 +147,8 @@ class MMODDetector:
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray, threshold: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
         """Boxes (left, top, right, bottom, inclusive) and scores above ``threshold``, best first, after NMS."""
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            return []
         rects, rows, cols = pyramid_rects(*rgb.shape[:2])
         scores = self._scores(rgb, rects, rows, cols)
         return self._boxes(scores, rects, threshold)
