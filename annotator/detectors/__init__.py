@@ -118,7 +118,8 @@ def detect(image_bgr: np.ndarray, upsample: int | None = None, max_side: int | N
     copy = _scan_copy(image_bgr, scan.scale)
     faces = []
     for k in (0, 1, 2, 3) if orientation == "any" else (0,):  # quarter turns counter-clockwise
-        found = find(np.rot90(copy, k).copy(), scan.upsample, threshold, device, threads)  # dlib wants plain strides
+        turned = np.rot90(copy, k).copy() if k else copy  # a fresh array: dlib wants plain strides
+        found = find(turned, scan.upsample, threshold, device, threads)
         faces += [Face(unscale_box(turn_back(box, k, copy.shape), scan.scale), score, detector)
                   for box, score in found]
     if orientation == "any":
