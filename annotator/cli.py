@@ -5,6 +5,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -88,6 +89,14 @@ def check_jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
 
 
 JOBS_HELP = "Worker processes; negative: all cores but |N| - 1 (-1: all cores, -2: all but one)."
+
+
+def exit_interrupted(message: str) -> NoReturn:
+    """Say ``message`` on stderr and exit with 130, as a shell does after Ctrl-C. What the interrupt caught
+    half-built (a progress bar inside its constructor) is collected on the way out without a traceback."""
+    click.echo(message, err=True)
+    sys.unraisablehook = lambda _: None
+    sys.exit(130)
 
 
 @click.group(cls=AnnotateGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -220,8 +229,7 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, 
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         bar.close()
-        click.echo(f"interrupted: {summary.line()}; rerun the same command to resume", err=True)
-        sys.exit(130)
+        exit_interrupted(f"interrupted: {summary.line()}; rerun the same command to resume")
     finally:
         bar.close()
         if client is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from annotator.index import KEY
@@ -59,3 +60,22 @@ def test_ctrl_c_stops_with_a_summary(photos, tmp_path):
     result = start_and_stop(folder, tmp_path / "out", signal.SIGINT, after=2)
     assert result.returncode == 130
     assert "interrupted:" in result.stderr and "rerun the same command to resume" in result.stderr
+
+
+def test_ctrl_c_inside_a_progress_bar_constructor_exits_without_a_traceback():
+    # The interrupt can land while tqdm builds a bar (train adapt starts one per epoch); the half-built bar
+    # failed in its __del__ on the way out, printing a traceback after the one-line message.
+    code = """if True:
+        import tqdm
+        from annotator.cli import exit_interrupted
+        def interrupt(*args, **kwargs):
+            raise KeyboardInterrupt
+        tqdm.tqdm._get_free_pos = staticmethod(interrupt)
+        try:
+            tqdm.tqdm(range(3))
+        except KeyboardInterrupt:
+            exit_interrupted("interrupted: nothing written")
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130
+    assert result.stderr.strip() == "interrupted: nothing written"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from annotator.cli import JOBS_HELP, check_jobs
+from annotator.cli import JOBS_HELP, check_jobs, exit_interrupted
 
 
 @click.group()
@@ -286,8 +286,7 @@ def adapt(folders, out, weights, mix, run_format, jobs, **options) -> None:
     except AdaptError as e:
         raise _Unusable(str(e)) from None
     except KeyboardInterrupt:
-        click.echo(f"interrupted: nothing written to {out}", err=True)
-        sys.exit(130)
+        exit_interrupted(f"interrupted: nothing written to {out}")
     held = result["held_out"] and (f"; error on the {result['held_out']} held-out faces "
                                    f"{result['held_out_error_before']:.2%} -> {result['held_out_error']:.2%}")
     click.echo(f"adapted on {result['faces']} faces{held or ''}; {result['seconds']:.0f} s -> {out}", err=True)
