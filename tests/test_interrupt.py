@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import torch
 
 from annotator.index import KEY
 from conftest import annotate, finish, many_photos, outputs, start_annotate, wait_for_journal
@@ -79,3 +83,27 @@ def test_ctrl_c_inside_a_progress_bar_constructor_exits_without_a_traceback():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 130
     assert result.stderr.strip() == "interrupted: nothing written"
+
+
+def test_ctrl_c_in_train_fit_keeps_the_finished_epochs_and_the_rerun_ends_as_an_uninterrupted_run(photos, tmp_path):
+    cache = tmp_path / "cache.npz"
+    annotate("train", "prepare", photos, "--out", cache, "--size", "32", "-j", "1")
+    fit = ["train", "fit", cache, "--epochs", "20", "--batch", "2", "--width", "4", "--out"]
+    run = tmp_path / "run"
+    proc = start_annotate(*fit, run)
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    result = finish(proc)
+    assert result.returncode == 130 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (f"interrupted: {run / 'last.pt'} holds the finished epochs; "
+                                              "rerun the same command to resume")
+    assert 0 < len(torch.load(run / "last.pt", weights_only=True)["meta"]["history"]) < 20
+
+    straight = tmp_path / "straight"
+    annotate(*fit, run)
+    annotate(*fit, straight)
+    resumed, straight = (torch.load(r / "last.pt", weights_only=True)["state_dict"] for r in (run, straight))
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == list(range(1, 21))

@@ -140,8 +140,13 @@ def fit(caches, out, val, no_augment, other, **options) -> None:
     """Train a landmark network on CACHES (from prepare) into --out."""
     from .fit import fit as run
     command = "annotate train fit " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    row = run(list(caches), out, val=list(val), augment=not no_augment, other=list(other), command=command,
-              **options)
+    try:
+        row = run(list(caches), out, val=list(val), augment=not no_augment, other=list(other), command=command,
+                  **options)
+    except KeyboardInterrupt:
+        last = Path(out) / "last.pt"
+        exit_interrupted(f"interrupted: {last} holds the finished epochs; rerun the same command to resume"
+                         if last.exists() else f"interrupted before the first epoch ended: nothing written to {out}")
     click.echo(json.dumps(row))
 
 
