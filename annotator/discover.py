@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Iterator
 
 # What OpenCV decodes and images.header_size can size before decoding: JPEG, PNG, BMP, TIFF, WebP, GIF,
-# the portable anymaps and Sun raster.
+# the portable anymaps and Sun raster; and HEIF/HEIC (phones' photos), read through pillow-heif when installed.
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pbm",
-                    ".pgm", ".ppm", ".pnm", ".sr", ".ras"}
+                    ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".heic", ".heif", ".hif"}
 
 
 @dataclass(frozen=True)

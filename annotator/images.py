@@ -1,6 +1,7 @@
 """Robust image decoding: every failure becomes an ImageError with a short reason."""
 from __future__ import annotations
 
+import io
 import re
 import struct
 from pathlib import Path
@@ -90,7 +91,8 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
 
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``path`` as an 8-bit BGR image as displayed (EXIF orientation applied).
+    """Decode ``path`` as an 8-bit BGR image as displayed (EXIF orientation applied; HEIF/HEIC through
+    pillow-heif, when installed).
 
     Grayscale, alpha, palette and 16-bit images are converted. Raises
     ImageError for unreadable, empty, truncated, oversized or non-image files.
@@ -103,12 +105,12 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise ImageError(e.strerror or str(e)) from None
     if not data:
         raise ImageError("empty file (0 bytes)")
+    if is_heif(data):
+        return _read_heif(data, max_pixels)
     size = header_size(data)
     if size is None:  # nothing is decoded whose size is unknown: a decompression bomb could hide there
         raise ImageError("not a decodable image (unknown format or corrupt header)")
-    if size[0] * size[1] > max_pixels:
-        raise ImageError(f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} "
-                         "(raise it with --max-pixels)")
+    _check_pixels(size, max_pixels)
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
         raise ImageError("truncated JPEG (no end-of-image marker)")
     image = _decode(data)
@@ -117,6 +119,41 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(f"{image.shape[1]}x{image.shape[0]} pixels is over the limit of {max_pixels:,}")
     return image
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    if size[0] * size[1] > max_pixels:
+        raise ImageError(f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} "
+                         "(raise it with --max-pixels)")
+
+
+# The ftyp brands of HEIF still images (HEIC: HEVC-coded, as phones write them).
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def is_heif(data: bytes) -> bool:
+    """Whether ``data`` starts as a HEIF/HEIC file (an ISO base media ``ftyp`` box with a HEIF brand)."""
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+
+
+def _read_heif(data: bytes, max_pixels: int) -> np.ndarray:
+    """A HEIF/HEIC photo as displayed (libheif applies its rotation and mirroring), 8-bit BGR, through the
+    optional pillow-heif; its size is read from the container before the pixels are decoded."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ImageError("HEIC/HEIF photo: install pillow-heif to read it (pip install 'face-annotator[heic]') "
+                         "or convert it to JPEG") from None
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+        _check_pixels(heif.size, max_pixels)
+        pixels = np.asarray(heif)
+    except (ValueError, RuntimeError, OSError) as e:
+        reason = ": ".join(str(e).splitlines()[0].split(": ")[:2])  # libheif's error and its first detail
+        raise ImageError(f"not a decodable HEIF image ({reason})") from None
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
 
 
 def _decode(data: bytes) -> np.ndarray | None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import sys
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
 from annotator.formats import read_pts
-from annotator.images import header_size
+from annotator.images import ImageError, header_size, read_image
 from conftest import annotate
 
 FACE = "1051618982_1"
@@ -52,6 +54,34 @@ def test_odd_pixel_formats_are_annotated(tmp_path, face, kind):
     result, out = run_one(tmp_path, write)
     assert result.returncode == 0, result.stderr
     assert len(read_pts(out / "x.pts")) == 68
+
+
+def test_heic_photo_is_annotated_as_its_png_and_a_broken_one_fails_alone(tmp_path, face):
+    def write(folder):
+        cv2.imwrite(str(folder / "x.png"), face)
+        pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(face, cv2.COLOR_BGR2RGB))).save(folder / "y.heic",
+                                                                                             quality=95)
+        (folder / "broken.heic").write_bytes((folder / "y.heic").read_bytes()[:3000])
+
+    result, out = run_one(tmp_path, write)
+    assert result.returncode == 1 and "broken.heic: not a decodable HEIF image" in result.stderr
+    assert np.abs(read_pts(out / "y.pts") - read_pts(out / "x.pts")).mean() < 0.5  # the same face, HEVC-coded
+    assert read_image(tmp_path / "in" / "y.heic").shape == face.shape
+    with pytest.raises(ImageError, match="over the limit of 1,000"):
+        read_image(tmp_path / "in" / "y.heic", max_pixels=1000)
+
+    coco = annotate("export", out, "--to", "coco", "--out", tmp_path / "faces.json", check=False)
+    assert "1 on HEIC/HEIF photos" in coco.stderr  # COCO readers cannot decode it: left out, said so
+    annotate("export", out, "--to", "300w", "--out", tmp_path / "300w")
+    assert cv2.imread(str(tmp_path / "300w" / "y.png")).shape == face.shape  # written as PNG
+
+
+def test_heic_without_pillow_heif_says_how_to_read_it(tmp_path, face, monkeypatch):
+    path = tmp_path / "y.heic"
+    pillow_heif.from_pillow(Image.fromarray(face)).save(path)
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if not installed
+    with pytest.raises(ImageError, match=r"install pillow-heif .*face-annotator\[heic\].* or convert it to JPEG"):
+        read_image(path)
 
 
 def test_exif_rotation_points_on_displayed_face(tmp_path, face):

@@ -16,7 +16,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..images import header_size
+from ..images import ImageError, header_size, is_heif, read_image
 from ..index import INDEX, read_index, row_format
 from ..review import face_points
 
@@ -30,14 +30,16 @@ class ExportError(Exception):
 
 @dataclass(frozen=True)
 class Photo:
-    """A source photo: its absolute path, its path in the run, its size as displayed, and whether
-    it carries an EXIF rotation (its stored pixels are not the displayed ones)."""
+    """A source photo: its absolute path, its path in the run, its size as displayed, whether it
+    carries an EXIF rotation (its stored pixels are not the displayed ones), and whether it is a HEIF/HEIC
+    photo (which few training tools decode)."""
 
     path: Path
     image: str
     width: int
     height: int
     rotated: bool
+    heif: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,12 @@ def read_photo(out: Path, row: dict[str, str]) -> Photo:
         data = path.read_bytes()
     except OSError as e:
         raise ExportError(f"{path}: {e.strerror or e} {where}") from None
+    if is_heif(data):  # decoded as the run decoded it (libheif applies its rotation)
+        try:
+            height, width = read_image(path).shape[:2]
+        except ImageError as e:
+            raise ExportError(f"{path}: {e} {where}") from None
+        return Photo(path, row["image"], width, height, rotated=False, heif=True)
     size, data = header_size(data), np.frombuffer(data, np.uint8)
     shown = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_8)
     stored = cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -187,6 +195,10 @@ def export(out: Path, to: str, dest: Path, selection: Selection, absolute: bool 
     if not writer.READS_ROTATION:
         skipped.update(f"on photos with an EXIF rotation ({to} readers ignore it)" for f in faces if f.photo.rotated)
         faces = [f for f in faces if not f.photo.rotated]
+    if not writer.READS_HEIF:
+        skipped.update(f"on HEIC/HEIF photos ({to} readers cannot decode them; --to 300w writes them as PNG)"
+                       for f in faces if f.photo.heif)
+        faces = [f for f in faces if not f.photo.heif]
     parts = {dest: faces} if test_share is None else {variant(dest, k): v for k, v in
                                                       split(faces, test_share, seed).items()}
     for path, part in parts.items():

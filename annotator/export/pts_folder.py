@@ -12,9 +12,10 @@ import cv2
 
 from ..formats import atomic_write, pts_text
 from ..images import read_image
-from . import Face
+from . import Face, Photo
 
 READS_ROTATION = True  # a photo with an EXIF rotation is written upright, as lossless PNG
+READS_HEIF = True  # and so is a HEIF/HEIC photo
 
 
 def write(faces: list[Face], dest: Path, absolute: bool) -> None:
@@ -22,12 +23,17 @@ def write(faces: list[Face], dest: Path, absolute: bool) -> None:
     photo, data = None, b""
     for face in faces:
         if face.photo != photo:  # a photo's faces come together: read it once
-            photo, data = face.photo, _upright(face.photo.path) if face.photo.rotated else face.photo.path.read_bytes()
-        suffix = ".png" if photo.rotated else photo.path.suffix
+            photo = face.photo
+            data = _as_displayed(photo.path) if _as_png(photo) else photo.path.read_bytes()
+        suffix = ".png" if _as_png(photo) else photo.path.suffix
         atomic_write(dest / f"{face.name}{suffix}", data)
         atomic_write(dest / f"{face.name}.pts", pts_text(face.points))
 
 
-def _upright(path: Path) -> bytes:
-    """The photo as displayed (EXIF rotation applied), as PNG."""
+def _as_png(photo: Photo) -> bool:
+    return photo.rotated or photo.heif
+
+
+def _as_displayed(path: Path) -> bytes:
+    """The photo as displayed (EXIF rotation applied; HEIF decoded), as PNG."""
     return cv2.imencode(".png", read_image(path))[1].tobytes()
