@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import NoReturn
 
@@ -216,9 +217,9 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, 
         bar.write(f"warning: {message}", file=sys.stderr)
 
     client = _dask_client(scheduler) if backend == "dask" else None
-    summary = Summary()
+    summary, unread = Summary(), Counter()
     try:
-        run(walk(paths, exclude=outputs), opts, jobs, backend, overwrite, on_result, summary, on_notice,
+        run(walk(paths, exclude=outputs, unread=unread), opts, jobs, backend, overwrite, on_result, summary, on_notice,
             overwrite_checked)
     except OutputStopped as e:
         bar.close()
@@ -235,6 +236,10 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, 
         if client is not None:
             client.close()
     click.echo(summary.line(), err=True)
+    if unread:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in unread.most_common())
+        click.echo(f"not read: {count(sum(unread.values()), 'photo')} in formats annotate does not decode "
+                   f"({kinds}); convert them to JPEG, PNG or TIFF", err=True)
     if opts.min_face is None and opts.upsample is None and opts.max_side is None:
         click.echo(_default_scan_note(), err=True)
     if summary.failed:

@@ -11,6 +11,9 @@ from typing import Iterator
 # the portable anymaps and Sun raster; and HEIF/HEIC (phones' photos), read through pillow-heif when installed.
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pbm",
                     ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".heic", ".heif", ".hif"}
+# Photo formats the tool does not decode (camera RAW, AVIF, JPEG XL): not walked, but counted for the summary.
+UNREAD_EXTENSIONS = {".avif", ".jxl", ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2",
+                     ".raf", ".orf", ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw"}
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,13 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def walk(inputs: list[str | Path], exclude: list[Path] = ()) -> Iterator[Item]:
+def walk(inputs: list[str | Path], exclude: list[Path] = (), unread: Counter | None = None) -> Iterator[Item]:
     """Images under ``inputs`` (files or folders, recursively), yielded as found.
 
     Folders are listed in sorted order, one folder at a time (memory stays
     flat). Folders in ``exclude`` (the output folders) are never entered, and
     symlinked folders already visited are skipped, so symlink loops end.
+    ``unread`` counts the photos in folders that are in a format the tool does not decode, by extension.
     """
     exclude = {Path(e).resolve() for e in exclude}
     files = [Path(p) for p in inputs]
@@ -55,12 +59,12 @@ def walk(inputs: list[str | Path], exclude: list[Path] = ()) -> Iterator[Item]:
         if root.is_file():
             yield Item(root, Path(root.name), names[root])
         elif root.is_dir():
-            yield from _walk_dir(root, root, exclude, set())
+            yield from _walk_dir(root, root, exclude, set(), Counter() if unread is None else unread)
         else:
             raise FileNotFoundError(f"{root}: no such file or folder")
 
 
-def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set) -> Iterator[Item]:
+def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set, unread: Counter) -> Iterator[Item]:
     real = folder.resolve()
     if real in exclude or real in seen:
         return
@@ -70,12 +74,14 @@ def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set) -> Iterat
     except OSError as e:
         yield Item(folder, folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
         return
-    images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
+    files = [Path(e.path) for e in entries if not _is_dir(e)]
+    images = [p for p in files if is_image(p)]
+    unread.update(p.suffix.lower() for p in files if p.suffix.lower() in UNREAD_EXTENSIONS)
     for path, name in zip(images, _output_names(images)):
         yield Item(path, path.relative_to(root), name)
     for entry in entries:
         if _is_dir(entry):
-            yield from _walk_dir(Path(entry.path), root, exclude, seen)
+            yield from _walk_dir(Path(entry.path), root, exclude, seen, unread)
 
 
 def _output_names(images: list[Path]) -> list[str]:

@@ -84,6 +84,20 @@ def test_heic_without_pillow_heif_says_how_to_read_it(tmp_path, face, monkeypatc
         read_image(path)
 
 
+def test_photos_in_formats_not_decoded_are_counted_not_failed(tmp_path, face):
+    def write(folder):
+        cv2.imwrite(str(folder / "x.jpg"), face)
+        (folder / "raw").mkdir()
+        for name in ("a.CR2", "b.cr2", "c.avif"):  # camera RAW and AVIF: not decoded
+            (folder / "raw" / name).write_bytes(b"\0" * 100)
+
+    result, out = run_one(tmp_path, write)
+    assert result.returncode == 0, result.stderr
+    assert "1 image: 1 with 1 face" in result.stderr
+    assert ("not read: 3 photos in formats annotate does not decode (2 .cr2, 1 .avif); convert them to JPEG, "
+            "PNG or TIFF") in result.stderr
+
+
 def test_exif_rotation_points_on_displayed_face(tmp_path, face):
     upright = tmp_path / "upright"
     upright.mkdir()
