@@ -219,8 +219,8 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, 
     client = _dask_client(scheduler) if backend == "dask" else None
     summary, unread = Summary(), Counter()
     try:
-        run(walk(paths, exclude=outputs, unread=unread), opts, jobs, backend, overwrite, on_result, summary, on_notice,
-            overwrite_checked)
+        run(walk(paths, exclude=outputs, unread=unread), opts, jobs, backend, overwrite, on_result, summary,
+            on_notice, overwrite_checked)
     except OutputStopped as e:
         bar.close()
         click.echo(f"error: {e}\nstopped: {summary.line()}; every file written is whole: make room "

@@ -74,9 +74,9 @@ def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set, unread: C
     except OSError as e:
         yield Item(folder, folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
         return
-    files = [Path(e.path) for e in entries if not _is_dir(e)]
-    images = [p for p in files if is_image(p)]
-    unread.update(p.suffix.lower() for p in files if p.suffix.lower() in UNREAD_EXTENSIONS)
+    images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
+    unread.update(suffix for e in entries if (suffix := Path(e.name).suffix.lower()) in UNREAD_EXTENSIONS
+                  and not _is_dir(e))
     for path, name in zip(images, _output_names(images)):
         yield Item(path, path.relative_to(root), name)
     for entry in entries:
