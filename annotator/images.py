@@ -116,8 +116,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     image = _decode(data)
     if image is None:
         raise ImageError("not a decodable image (unknown format or corrupt data)")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageError(f"{image.shape[1]}x{image.shape[0]} pixels is over the limit of {max_pixels:,}")
+    _check_pixels((image.shape[1], image.shape[0]), max_pixels)
     return image
 
 
@@ -136,24 +135,41 @@ def is_heif(data: bytes) -> bool:
     return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
 
 
+def heif_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a HEIF/HEIC photo as displayed, from its container: no pixels are decoded."""
+    return _open_heif(data).size
+
+
 def _read_heif(data: bytes, max_pixels: int) -> np.ndarray:
     """A HEIF/HEIC photo as displayed (libheif applies its rotation and mirroring), 8-bit BGR, through the
     optional pillow-heif; its size is read from the container before the pixels are decoded."""
+    heif = _open_heif(data)
+    _check_pixels(heif.size, max_pixels)
+    try:
+        pixels = np.asarray(heif)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise _heif_error(e) from None
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+
+
+def _open_heif(data: bytes):
+    """The HEIF container of ``data`` through pillow-heif (pixels decoded on first use)."""
     try:
         import pillow_heif
     except ImportError:
         raise ImageError("HEIC/HEIF photo: install pillow-heif to read it (pip install 'face-annotator[heic]') "
                          "or convert it to JPEG") from None
     try:
-        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
-        _check_pixels(heif.size, max_pixels)
-        pixels = np.asarray(heif)
+        return pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
     except (ValueError, RuntimeError, OSError) as e:
-        reason = ": ".join(str(e).splitlines()[0].split(": ")[:2])  # libheif's error and its first detail
-        raise ImageError(f"not a decodable HEIF image ({reason})") from None
-    if pixels.ndim == 2:
-        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+        raise _heif_error(e) from None
+
+
+def _heif_error(e: Exception) -> ImageError:
+    reason = ": ".join(str(e).splitlines()[0].split(": ")[:2])  # libheif's error and its first detail
+    return ImageError(f"not a decodable HEIF image ({reason})")
 
 
 def _decode(data: bytes) -> np.ndarray | None:

@@ -16,7 +16,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..images import ImageError, header_size, is_heif, read_image
+from ..images import ImageError, header_size, heif_size, is_heif
 from ..index import INDEX, read_index, row_format
 from ..review import face_points
 
@@ -132,9 +132,9 @@ def read_photo(out: Path, row: dict[str, str]) -> Photo:
         data = path.read_bytes()
     except OSError as e:
         raise ExportError(f"{path}: {e.strerror or e} {where}") from None
-    if is_heif(data):  # decoded as the run decoded it (libheif applies its rotation)
+    if is_heif(data):  # its size as displayed (libheif applies its rotation), read from the container
         try:
-            height, width = read_image(path).shape[:2]
+            width, height = heif_size(data)
         except ImageError as e:
             raise ExportError(f"{path}: {e} {where}") from None
         return Photo(path, row["image"], width, height, rotated=False, heif=True)
