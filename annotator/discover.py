@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Iterator
 
 # What OpenCV decodes and images.header_size can size before decoding: JPEG, PNG, BMP, TIFF, WebP, GIF,
-# the portable anymaps and Sun raster; and HEIF/HEIC (phones' photos), read through pillow-heif when installed.
+# the portable anymaps and Sun raster; and HEIC (phones' photos) through pillow-heif, AVIF through Pillow, when
+# installed.
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pbm",
-                    ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".heic", ".heif", ".hif"}
-# Photo formats the tool does not decode (camera RAW, AVIF, JPEG XL): not walked, but counted for the summary.
-UNREAD_EXTENSIONS = {".avif", ".jxl", ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2",
+                    ".pgm", ".ppm", ".pnm", ".sr", ".ras", ".heic", ".heif", ".hif", ".avif"}
+# Photo formats the tool does not decode (camera RAW, JPEG XL): not walked, but counted for the summary.
+UNREAD_EXTENSIONS = {".jxl", ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2",
                      ".raf", ".orf", ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw"}
 
 

@@ -91,8 +91,8 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
 
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``path`` as an 8-bit BGR image as displayed (EXIF orientation applied; HEIF/HEIC through
-    pillow-heif, when installed).
+    """Decode ``path`` as an 8-bit BGR image as displayed (EXIF orientation applied; HEIC through
+    pillow-heif and AVIF through Pillow, when installed).
 
     Grayscale, alpha, palette and 16-bit images are converted. Raises
     ImageError for unreadable, empty, truncated, oversized or non-image files.
@@ -126,36 +126,63 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
                          "(raise it with --max-pixels)")
 
 
-# The ftyp brands of HEIF still images (HEIC: HEVC-coded, as phones write them).
+# The ftyp brands of HEIF still images: HEIC (HEVC-coded, as phones write them) and AVIF (AV1-coded).
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+_ORIENTATION = 0x0112  # the EXIF tag Pillow gives an AVIF's rotation and mirroring as
+
+
+def _brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO base media ``ftyp`` box at the start of ``data``."""
+    if data[4:8] != b"ftyp":
+        return set()
+    end = min(int.from_bytes(data[:4], "big"), len(data), 256)
+    return {data[8:12]} | {data[i:i + 4] for i in range(16, end - 3, 4)}
 
 
 def is_heif(data: bytes) -> bool:
-    """Whether ``data`` starts as a HEIF/HEIC file (an ISO base media ``ftyp`` box with a HEIF brand)."""
-    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+    """Whether ``data`` starts as a HEIF file: HEIC or AVIF."""
+    return bool(_brands(data) & (HEIF_BRANDS | AVIF_BRANDS))
+
+
+def _is_avif(data: bytes) -> bool:
+    brands = _brands(data)
+    return bool(brands & AVIF_BRANDS) and not brands & (HEIF_BRANDS - {b"mif1", b"msf1"})
 
 
 def heif_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of a HEIF/HEIC photo as displayed, from its container: no pixels are decoded."""
-    return _open_heif(data).size
+    """(width, height) of a HEIC or AVIF photo as displayed, from its container: no pixels are decoded."""
+    return _open_container(data)[1]
+
+
+def _open_container(data: bytes) -> tuple[object, tuple[int, int]]:
+    """The photo of a HEIC or AVIF file, pixels not yet decoded, and its size as displayed."""
+    if _is_avif(data):
+        image = _open_avif(data)
+        return image, image.size[::-1] if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8) else image.size
+    heif = _open_heif(data)
+    return heif, heif.size
 
 
 def _read_heif(data: bytes, max_pixels: int) -> np.ndarray:
-    """A HEIF/HEIC photo as displayed (libheif applies its rotation and mirroring), 8-bit BGR, through the
-    optional pillow-heif; its size is read from the container before the pixels are decoded."""
-    heif = _open_heif(data)
-    _check_pixels(heif.size, max_pixels)
+    """A HEIC or AVIF photo as displayed (its rotation and mirroring applied), 8-bit BGR, through the optional
+    pillow-heif (HEIC) or Pillow (AVIF); its size is read from the container before the pixels are decoded."""
+    photo, size = _open_container(data)
+    _check_pixels(size, max_pixels)
     try:
-        pixels = np.asarray(heif)
+        if _is_avif(data):  # Pillow gives its rotation and mirroring as an EXIF orientation
+            from PIL import ImageOps
+            photo = ImageOps.exif_transpose(photo).convert("RGB")
+        pixels = np.asarray(photo)
     except (ValueError, RuntimeError, OSError) as e:
-        raise _heif_error(e) from None
+        raise _heif_error(e, data) from None
     if pixels.ndim == 2:
         return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
     return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
 
 
 def _open_heif(data: bytes):
-    """The HEIF container of ``data`` through pillow-heif (pixels decoded on first use)."""
+    """The HEIC container of ``data`` through pillow-heif (pixels decoded on first use)."""
     try:
         import pillow_heif
     except ImportError:
@@ -164,10 +191,29 @@ def _open_heif(data: bytes):
     try:
         return pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
     except (ValueError, RuntimeError, OSError) as e:
-        raise _heif_error(e) from None
+        raise _heif_error(e, data) from None
 
 
-def _heif_error(e: Exception) -> ImageError:
+def _open_avif(data: bytes):
+    """The AVIF photo of ``data`` through Pillow (11.3 or later; pixels decoded on first use)."""
+    try:
+        from PIL import Image, features
+        readable = features.check("avif")
+    except ImportError:
+        readable = False
+    if not readable:
+        raise ImageError("AVIF photo: install Pillow 11.3 or later to read it (pip install 'face-annotator[avif]') "
+                         "or convert it to JPEG")
+    Image.MAX_IMAGE_PIXELS = None  # the pixel limit is ours (--max-pixels), checked before decoding
+    try:
+        return Image.open(io.BytesIO(data), formats=["AVIF"])
+    except (ValueError, RuntimeError, OSError) as e:  # PIL.UnidentifiedImageError is an OSError
+        raise _heif_error(e, data) from None
+
+
+def _heif_error(e: Exception, data: bytes) -> ImageError:
+    if _is_avif(data):  # Pillow's message names only its file object
+        return ImageError("not a decodable AVIF image (corrupt or truncated)")
     reason = ": ".join(str(e).splitlines()[0].split(": ")[:2])  # libheif's error and its first detail
     return ImageError(f"not a decodable HEIF image ({reason})")
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pillow_heif
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from annotator.formats import read_pts
 from annotator.images import ImageError, header_size, read_image
@@ -71,7 +71,7 @@ def test_heic_photo_is_annotated_as_its_png_and_a_broken_one_fails_alone(tmp_pat
         read_image(tmp_path / "in" / "y.heic", max_pixels=1000)
 
     coco = annotate("export", out, "--to", "coco", "--out", tmp_path / "faces.json", check=False)
-    assert "1 on HEIC/HEIF photos" in coco.stderr  # COCO readers cannot decode it: left out, said so
+    assert "1 on HEIC/HEIF/AVIF photos" in coco.stderr  # COCO readers cannot decode it: left out, said so
     annotate("export", out, "--to", "300w", "--out", tmp_path / "300w")
     assert cv2.imread(str(tmp_path / "300w" / "y.png")).shape == face.shape  # written as PNG
 
@@ -84,17 +84,44 @@ def test_heic_without_pillow_heif_says_how_to_read_it(tmp_path, face, monkeypatc
         read_image(path)
 
 
+def test_avif_photo_is_read_as_displayed_and_a_broken_one_fails_alone(tmp_path, face):
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(cv2.cvtColor(face, cv2.COLOR_BGR2RGB))))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # written as the AVIF's own rotation (an irot box): turned right to display
+
+    def write(folder):
+        cv2.imwrite(str(folder / "x.png"), face)
+        stored.save(folder / "y.avif", quality=95, exif=exif.tobytes())
+        (folder / "broken.avif").write_bytes((folder / "y.avif").read_bytes()[:3000])
+
+    result, out = run_one(tmp_path, write)
+    assert result.returncode == 1 and "broken.avif: not a decodable AVIF image (corrupt or truncated)" in result.stderr
+    assert np.abs(read_pts(out / "y.pts") - read_pts(out / "x.pts")).mean() < 0.5  # the same face, upright
+    with pytest.raises(ImageError, match="over the limit of 1,000"):
+        read_image(tmp_path / "in" / "y.avif", max_pixels=1000)
+    annotate("export", out, "--to", "300w", "--out", tmp_path / "300w")
+    assert cv2.imread(str(tmp_path / "300w" / "y.png")).shape == face.shape  # written upright, as PNG
+
+
+def test_avif_without_pillow_avif_says_how_to_read_it(tmp_path, face, monkeypatch):
+    path = tmp_path / "y.avif"
+    Image.fromarray(face).save(path)
+    monkeypatch.setattr(features, "check", lambda name: False)  # as with a Pillow older than 11.3
+    with pytest.raises(ImageError, match=r"install Pillow 11.3 .*face-annotator\[avif\].* or convert it to JPEG"):
+        read_image(path)
+
+
 def test_photos_in_formats_not_decoded_are_counted_not_failed(tmp_path, face):
     def write(folder):
         cv2.imwrite(str(folder / "x.jpg"), face)
         (folder / "raw").mkdir()
-        for name in ("a.CR2", "b.cr2", "c.avif"):  # camera RAW and AVIF: not decoded
+        for name in ("a.CR2", "b.cr2", "c.jxl"):  # camera RAW and JPEG XL: not decoded
             (folder / "raw" / name).write_bytes(b"\0" * 100)
 
     result, out = run_one(tmp_path, write)
     assert result.returncode == 0, result.stderr
     assert "1 image: 1 with 1 face" in result.stderr
-    assert ("not read: 3 photos in formats annotate does not decode (2 .cr2, 1 .avif); convert them to JPEG, "
+    assert ("not read: 3 photos in formats annotate does not decode (2 .cr2, 1 .jxl); convert them to JPEG, "
             "PNG or TIFF") in result.stderr
 
 

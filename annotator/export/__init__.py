@@ -31,7 +31,7 @@ class ExportError(Exception):
 @dataclass(frozen=True)
 class Photo:
     """A source photo: its absolute path, its path in the run, its size as displayed, whether it
-    carries an EXIF rotation (its stored pixels are not the displayed ones), and whether it is a HEIF/HEIC
+    carries an EXIF rotation (its stored pixels are not the displayed ones), and whether it is a HEIC or AVIF
     photo (which few training tools decode)."""
 
     path: Path
@@ -132,7 +132,7 @@ def read_photo(out: Path, row: dict[str, str]) -> Photo:
         data = path.read_bytes()
     except OSError as e:
         raise ExportError(f"{path}: {e.strerror or e} {where}") from None
-    if is_heif(data):  # its size as displayed (libheif applies its rotation), read from the container
+    if is_heif(data):  # HEIC or AVIF: its size as displayed (rotation applied), read from the container
         try:
             width, height = heif_size(data)
         except ImageError as e:
@@ -196,7 +196,7 @@ def export(out: Path, to: str, dest: Path, selection: Selection, absolute: bool 
         skipped.update(f"on photos with an EXIF rotation ({to} readers ignore it)" for f in faces if f.photo.rotated)
         faces = [f for f in faces if not f.photo.rotated]
     if not writer.READS_HEIF:
-        skipped.update(f"on HEIC/HEIF photos ({to} readers cannot decode them; --to 300w writes them as PNG)"
+        skipped.update(f"on HEIC/HEIF/AVIF photos ({to} readers cannot decode them; --to 300w writes them as PNG)"
                        for f in faces if f.photo.heif)
         faces = [f for f in faces if not f.photo.heif]
     parts = {dest: faces} if test_share is None else {variant(dest, k): v for k, v in

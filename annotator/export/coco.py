@@ -16,7 +16,7 @@ from ..formats import atomic_write
 from . import Face, image_path
 
 READS_ROTATION = True  # mmcv/mmengine and PIL-based loaders apply EXIF orientation, as the run did
-READS_HEIF = False  # nor do they decode HEIC without a plugin: such photos are left out
+READS_HEIF = False  # nor do they decode HEIC or AVIF without a plugin: left out
 VISIBLE = 2  # COCO's "labelled and visible": 300-W marks every point, occluded ones where they would be
 REGIONS = ["jaw", "right_brow", "left_brow", "nose_bridge", "nose_base", "right_eye", "left_eye", "outer_lip",
            "inner_lip"]  # one per draw.CONTOURS entry; right and left are the subject's, as COCO's person keypoints

@@ -14,7 +14,7 @@ from ..formats import atomic_write
 from . import ExportError, Face, image_path
 
 READS_ROTATION = False  # dlib's load_image ignores EXIF orientation: such photos are left out
-READS_HEIF = False  # nor does it decode HEIC
+READS_HEIF = False  # nor does it decode HEIC or AVIF
 UNREADABLE = "'<>"  # characters dlib's XML reader cannot take in an attribute
 
 

@@ -15,7 +15,7 @@ from ..images import read_image
 from . import Face, Photo
 
 READS_ROTATION = True  # a photo with an EXIF rotation is written upright, as lossless PNG
-READS_HEIF = True  # and so is a HEIF/HEIC photo
+READS_HEIF = True  # and so is a HEIC or AVIF photo
 
 
 def write(faces: list[Face], dest: Path, absolute: bool) -> None:
@@ -35,5 +35,5 @@ def _as_png(photo: Photo) -> bool:
 
 
 def _as_displayed(path: Path) -> bytes:
-    """The photo as displayed (EXIF rotation applied; HEIF decoded), as PNG."""
+    """The photo as displayed (EXIF rotation applied; HEIC and AVIF decoded), as PNG."""
     return cv2.imencode(".png", read_image(path))[1].tobytes()
