@@ -237,14 +237,27 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, 
             client.close()
     click.echo(summary.line(), err=True)
     if unread:
-        kinds = ", ".join(f"{n} {suffix}" for suffix, n in unread.most_common())
-        click.echo(f"not read: {count(sum(unread.values()), 'photo')} in formats annotate does not decode "
-                   f"({kinds}); convert them to JPEG, PNG or TIFF", err=True)
+        click.echo(_unread_note(unread), err=True)
     if opts.min_face is None and opts.upsample is None and opts.max_side is None:
         click.echo(_default_scan_note(), err=True)
     if summary.failed:
         click.echo(f"{count(summary.failed, 'image')} failed; see {opts.out / FAILURE_LOG}", err=True)
         sys.exit(1)
+
+
+def _unread_note(unread: Counter) -> str:
+    """The closing line on photos in formats annotate does not decode (``discover.walk``'s count)."""
+    from .discover import PAIRED
+    from .run import count
+    paired = unread.pop(PAIRED, 0)
+    if not unread:
+        return (f"not read: {count(paired, 'photo')} in formats annotate does not decode, each with a photo of "
+                "the same name beside it, which was read (a camera's RAW+JPEG pair)")
+    kinds = ", ".join(f"{n} {suffix}" for suffix, n in unread.most_common())
+    more = (f"; {paired} more {'has' if paired == 1 else 'have'} a photo of the same name beside "
+            f"{'it' if paired == 1 else 'them'}, which was read") if paired else ""
+    return (f"not read: {count(sum(unread.values()), 'photo')} in formats annotate does not decode ({kinds}); "
+            f"convert them to JPEG, PNG or TIFF{more}")
 
 
 def _default_scan_note() -> str:

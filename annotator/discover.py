@@ -15,6 +15,7 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".t
 # Photo formats the tool does not decode (camera RAW, JPEG XL): not walked, but counted for the summary.
 UNREAD_EXTENSIONS = {".jxl", ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2",
                      ".raf", ".orf", ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw"}
+PAIRED = "paired"  # the key under which ``walk`` counts those with a photo of the same name beside them
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def walk(inputs: list[str | Path], exclude: list[Path] = (), unread: Counter | N
     Folders are listed in sorted order, one folder at a time (memory stays
     flat). Folders in ``exclude`` (the output folders) are never entered, and
     symlinked folders already visited are skipped, so symlink loops end.
-    ``unread`` counts the photos in folders that are in a format the tool does not decode, by extension.
+    ``unread`` counts the photos in folders that are in a format the tool does not decode, by extension, or
+    under ``PAIRED`` when a photo it reads has the same name beside them (a camera's RAW+JPEG pair).
     """
     exclude = {Path(e).resolve() for e in exclude}
     files = [Path(p) for p in inputs]
@@ -76,8 +78,9 @@ def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set, unread: C
         yield Item(folder, folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
         return
     images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
-    unread.update(suffix for e in entries if (suffix := Path(e.name).suffix.lower()) in UNREAD_EXTENSIONS
-                  and not _is_dir(e))
+    stems = {p.stem for p in images}  # a camera's RAW+JPEG pair: the shot is read through its JPEG
+    unread.update(PAIRED if Path(e.name).stem in stems else suffix for e in entries
+                  if (suffix := Path(e.name).suffix.lower()) in UNREAD_EXTENSIONS and not _is_dir(e))
     for path, name in zip(images, _output_names(images)):
         yield Item(path, path.relative_to(root), name)
     for entry in entries:

@@ -117,12 +117,18 @@ def test_photos_in_formats_not_decoded_are_counted_not_failed(tmp_path, face):
         (folder / "raw").mkdir()
         for name in ("a.CR2", "b.cr2", "c.jxl"):  # camera RAW and JPEG XL: not decoded
             (folder / "raw" / name).write_bytes(b"\0" * 100)
+        (folder / "x.CR2").write_bytes(b"\0" * 100)  # a RAW+JPEG pair: the shot is read as x.jpg
 
     result, out = run_one(tmp_path, write)
     assert result.returncode == 0, result.stderr
     assert "1 image: 1 with 1 face" in result.stderr
     assert ("not read: 3 photos in formats annotate does not decode (2 .cr2, 1 .jxl); convert them to JPEG, "
-            "PNG or TIFF") in result.stderr
+            "PNG or TIFF; 1 more has a photo of the same name beside it, which was read") in result.stderr
+
+    shutil.rmtree(tmp_path / "in" / "raw")  # only the pair left: nothing to convert
+    result = annotate(tmp_path / "in", "--out", out, "--overwrite")
+    assert ("not read: 1 photo in formats annotate does not decode, each with a photo of the same name beside "
+            "it, which was read (a camera's RAW+JPEG pair)") in result.stderr
 
 
 def test_exif_rotation_points_on_displayed_face(tmp_path, face):
