@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -80,6 +81,12 @@ def annotate(*args: str | Path, check: bool = True, cwd: Path | None = None, pyt
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+def summary_line(stderr: str) -> str:
+    """The closing line of an ``annotate`` run (``N images: ...``), or "" when it printed none."""
+    lines = re.findall(r"^\d+ images?: .*$", stderr, re.M)
+    return lines[-1] if lines else ""
 
 
 def outputs(folder: Path) -> dict[str, str]:
