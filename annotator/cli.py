@@ -249,6 +249,7 @@ def _unread_note(unread: Counter) -> str:
     """The closing line on photos in formats annotate does not decode (``discover.walk``'s count)."""
     from .discover import PAIRED
     from .run import count
+    unread = Counter(unread)  # the caller's count stays as walk left it
     paired = unread.pop(PAIRED, 0)
     if not unread:
         return (f"not read: {count(paired, 'photo')} in formats annotate does not decode, each with a photo of "
