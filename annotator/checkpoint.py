@@ -7,6 +7,7 @@ Cascade (the tool's weights): ``{"stages": [{"config", "state_dict"}, ...], "rol
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 import torch
@@ -26,7 +27,11 @@ def save(path: str | Path, checkpoint: dict) -> None:
 
 def load(path: str | Path) -> dict:
     """A checkpoint's tensors and metadata, on the CPU (plain data only: ``weights_only``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # torch's own messages run to a page
+        reason = str(e).split(". ")[0].splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"not a checkpoint torch can read ({reason})") from None
 
 
 def save_run(path: str | Path, net: LandmarkNet, optimizer: torch.optim.Optimizer, meta: dict) -> None:
@@ -49,6 +54,9 @@ def save_cascade(path: str | Path, stages: list[dict], meta: dict, roll: dict | 
 def load_cascade(path: str | Path = DEFAULT_WEIGHTS) -> tuple[list[LandmarkNet], dict, RollNet | None]:
     """The cascade's networks (training mode, as built), its metadata and its roll estimator (None: none)."""
     ckpt = load(path)
+    if "stages" not in ckpt:
+        raise ValueError("a training run's checkpoint, not exported weights (make them with: annotate train export)"
+                         if "state_dict" in ckpt else "not annotate's weights (no landmark stages in it)")
     stages = [_network(stage) for stage in ckpt["stages"]]
     return stages, ckpt.get("meta", {}), _network(ckpt["roll"]) if "roll" in ckpt else None
 

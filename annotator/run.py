@@ -190,9 +190,13 @@ def load_landmarker(opts: Options, jobs: int, backend: str | None = None) -> Non
     with parallel_config(backend=backend):
         workers = effective_n_jobs(jobs)
         if workers == 1:
-            _load(opts)
-        else:
-            Parallel(n_jobs=jobs)(delayed(_load)(opts) for _ in range(workers))
+            return _load(opts)
+        # a worker returns its error rather than raising it: joblib kills the pool on a raised error, and a
+        # worker killed in the middle of its start leaves loky's resource tracker a folder to warn about at exit
+        errors = Parallel(n_jobs=jobs)(delayed(_error_of_load)(opts) for _ in range(workers))
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def threads_per_worker(jobs: int, backend: str | None = None) -> int:
@@ -207,6 +211,14 @@ def _load(opts: Options) -> None:
     from .landmarks import cached_landmarker
     cached_landmarker(opts.landmarker, opts.weights, opts.flip, opts.device)
     load_detector(opts.detector, opts.device)
+
+
+def _error_of_load(opts: Options) -> Exception | None:
+    try:
+        _load(opts)
+    except Exception as e:
+        return e
+    return None
 
 
 def check_writable(out: Path) -> None:

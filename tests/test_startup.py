@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import torch
+
 from conftest import PHOTOS, ROOT, outputs
 
 
@@ -21,9 +23,13 @@ def test_parallel_run_leaves_torch_to_the_workers(photos, tmp_path):
 
 
 def test_bad_weights_fail_once_before_any_image_with_workers(photos, tmp_path):
-    bad = tmp_path / "bad.pt"
+    bad, run_checkpoint = tmp_path / "bad.pt", tmp_path / "last.pt"
     bad.write_bytes(b"not a checkpoint")
-    run = subprocess.run([sys.executable, "-m", "annotator", str(photos), "--out", str(tmp_path / "out"),
-                          "-j", "2", "--weights", str(bad)], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 1 and "cannot load the network landmarker from" in run.stderr
+    torch.save({"config": {}, "state_dict": {}, "meta": {}}, run_checkpoint)  # a training run's, not exported
+    for weights, reason in ((bad, "not a checkpoint torch can read"),
+                            (run_checkpoint, "a training run's checkpoint, not exported weights")):
+        run = subprocess.run([sys.executable, "-m", "annotator", str(photos), "--out", str(tmp_path / "out"),
+                              "-j", "2", "--weights", str(weights)], cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 1 and f"cannot load the network landmarker from {weights}" in run.stderr
+        assert reason in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not list((tmp_path / "out").rglob("*.pts"))
