@@ -20,7 +20,7 @@ PAIRED = "paired"  # the key under which ``walk`` counts those with a photo of t
 
 @dataclass(frozen=True)
 class Item:
-    """An input image: its path, its path relative to its input root, and its output name.
+    """An input image: its path, its place in the output tree (``relative``: see :func:`walk`), its output name.
 
     ``name`` is the stem (``a``), or the whole file name (``a.jpg``) when another
     image in the same folder has the same stem (``a.png``) or is named like one of
@@ -49,25 +49,62 @@ def is_image(path: Path) -> bool:
 def walk(inputs: list[str | Path], exclude: list[Path] = (), unread: Counter | None = None) -> Iterator[Item]:
     """Images under ``inputs`` (files or folders, recursively), yielded as found.
 
-    Folders are listed in sorted order, one folder at a time (memory stays
-    flat). Folders in ``exclude`` (the output folders) are never entered, and
-    symlinked folders already visited are skipped, so symlink loops end.
-    ``unread`` counts the photos in folders that are in a format the tool does not decode, by extension, or
-    under ``PAIRED`` when a photo it reads has the same name beside them (a camera's RAW+JPEG pair).
+    One input is mirrored from itself (a folder's tree; a file at the top). Several are mirrored from the
+    folder that holds them all, so that each keeps its own place (``trips/2023/IMG_0001.JPG`` and
+    ``trips/2024/IMG_0001.JPG`` never write the same file); an input inside another one, or given twice,
+    is walked once. Folders are listed in sorted order, one folder at a time (memory stays flat). Folders in
+    ``exclude`` (the output folders) are never entered, and symlinked folders already visited are skipped,
+    so symlink loops end. ``unread`` counts the photos in folders that are in a format the tool does not
+    decode, by extension, or under ``PAIRED`` when a photo it reads has the same name beside them (a
+    camera's RAW+JPEG pair).
     """
     exclude = {Path(e).resolve() for e in exclude}
-    files = [Path(p) for p in inputs]
-    names = dict(zip(files, _output_names(files)))  # named files all write to the top of the output
-    for root in files:
+    roots = _distinct([Path(p) for p in inputs])
+    base = _base(roots)
+    names = _named_file_names([r for r in roots if r.is_file()])
+    for root in roots:
+        place = _absolute(root).relative_to(base)
         if root.is_file():
-            yield Item(root, Path(root.name), names[root])
+            yield Item(root, place, names[root])
         elif root.is_dir():
-            yield from _walk_dir(root, root, exclude, set(), Counter() if unread is None else unread)
+            yield from _walk_dir(root, root, place, exclude, set(), Counter() if unread is None else unread)
         else:
             raise FileNotFoundError(f"{root}: no such file or folder")
 
 
-def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set, unread: Counter) -> Iterator[Item]:
+def _distinct(inputs: list[Path]) -> list[Path]:
+    """The inputs less those given twice or inside another input folder (symlinks resolved)."""
+    real = [p.resolve() for p in inputs]
+
+    def covered(i: int) -> bool:
+        return any(j < i if real[i] == real[j] else real[i].is_relative_to(real[j])
+                   for j in range(len(inputs)) if j != i and real[j].is_dir())
+
+    return [p for i, p in enumerate(inputs) if not covered(i)]
+
+
+def _base(roots: list[Path]) -> Path:
+    """Where outputs are placed from: a lone folder itself, a lone file's folder, or the inputs' common folder."""
+    if len(roots) == 1:
+        return _absolute(roots[0]) if roots[0].is_dir() else _absolute(roots[0]).parent
+    return Path(os.path.commonpath([_absolute(r) for r in roots]))
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(path))  # ``..`` folded, symlinks kept as named
+
+
+def _named_file_names(files: list[Path]) -> dict[Path, str]:
+    """Output names of the files named as inputs, among those that write to the same folder."""
+    folders: dict[Path, list[Path]] = {}
+    for f in files:
+        folders.setdefault(_absolute(f).parent, []).append(f)
+    return {f: name for group in folders.values() for f, name in zip(group, _output_names(group))}
+
+
+def _walk_dir(folder: Path, root: Path, place: Path, exclude: set[Path], seen: set,
+              unread: Counter) -> Iterator[Item]:
+    """``folder``'s images, its subfolders' after them; ``root`` (the input) is mirrored at ``place``."""
     real = folder.resolve()
     if real in exclude or real in seen:
         return
@@ -75,17 +112,17 @@ def _walk_dir(folder: Path, root: Path, exclude: set[Path], seen: set, unread: C
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as e:
-        yield Item(folder, folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
+        yield Item(folder, place / folder.relative_to(root), folder.name, f"cannot list folder: {e.strerror or e}")
         return
     images = [Path(e.path) for e in entries if is_image(Path(e.path)) and not _is_dir(e)]
     stems = {p.stem for p in images}  # a camera's RAW+JPEG pair: the shot is read through its JPEG
     unread.update(PAIRED if Path(e.name).stem in stems else suffix for e in entries
                   if (suffix := Path(e.name).suffix.lower()) in UNREAD_EXTENSIONS and not _is_dir(e))
     for path, name in zip(images, _output_names(images)):
-        yield Item(path, path.relative_to(root), name)
+        yield Item(path, place / path.relative_to(root), name)
     for entry in entries:
         if _is_dir(entry):
-            yield from _walk_dir(Path(entry.path), root, exclude, seen, unread)
+            yield from _walk_dir(Path(entry.path), root, place, exclude, seen, unread)
 
 
 def _output_names(images: list[Path]) -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from annotator.formats import read_pts
-from conftest import annotate, outputs, summary_line
+from conftest import annotate, index_rows, outputs, summary_line
 
 
 def test_pts_per_face_near_ground_truth(photos, tmp_path):
@@ -135,6 +135,25 @@ def test_tree_mirrored_and_output_inside_input_not_walked(photos, tmp_path):
     assert list((out / "nested" / "deeper").glob("134212_1*.pts"))
     again = annotate(photos, "--out", out, "--overwrite")
     assert summary_line(again.stderr).startswith("4 images: ")  # the previews under --out were not taken as input
+
+
+def test_two_folders_with_the_same_file_names_keep_their_own_files(photos, tmp_path):
+    # what two camera cards look like: IMG_0001.JPG in each; and a folder given again inside another
+    cards = tmp_path / "cards"
+    for card, stem in (("2023", "1051618982_1"), ("2024", "134212_1")):
+        (cards / card).mkdir(parents=True)
+        shutil.copy(photos / f"{stem}.jpg", cards / card / "IMG_0001.JPG")
+    out = tmp_path / "out"
+    result = annotate(cards / "2023", cards / "2024", cards / "2024", cards / "2024" / "IMG_0001.JPG", "--out", out,
+                      "--format", "json")
+    assert summary_line(result.stderr).startswith("2 images: ")  # given twice, or inside a folder given: once
+    for card, stem in (("2023", "1051618982_1"), ("2024", "134212_1")):
+        alone = tmp_path / f"alone_{card}"
+        annotate(photos / f"{stem}.jpg", "--out", alone, "--format", "json")
+        faces = json.loads((out / card / "IMG_0001.json").read_text())
+        assert faces["image"] == f"{card}/IMG_0001.JPG"
+        assert faces["faces"] == json.loads((alone / f"{stem}.json").read_text())["faces"]
+    assert {row["image"] for row in index_rows(out)} == {"2023/IMG_0001.JPG", "2024/IMG_0001.JPG"}
 
 
 def test_dlib_landmarker_agrees_with_network(photos, tmp_path):
