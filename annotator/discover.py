@@ -127,13 +127,13 @@ def _walk_dir(folder: Path, root: Path, place: Path, exclude: set[Path], seen: s
 
 def _output_names(images: list[Path]) -> list[str]:
     """Each image's output name (see :class:`Item`) among images that write to one output folder."""
-    stems = Counter(p.stem for p in images)
+    stems = Counter(p.stem.casefold() for p in images)  # letter case aside, as macOS and Windows compare names
     numbered = set()
     for stem in stems:
         base, _, k = stem.rpartition("_")
         if base and k.isascii() and k.isdigit():
             numbered.add(base)  # another image's outputs could be named like base's faces
-    return [p.stem if stems[p.stem] == 1 and p.stem not in numbered else p.name for p in images]
+    return [p.stem if stems[(stem := p.stem.casefold())] == 1 and stem not in numbered else p.name for p in images]
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

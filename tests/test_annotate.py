@@ -120,9 +120,12 @@ def test_bad_files_logged_and_run_goes_on(photos, tmp_path):
 
 def test_same_stem_different_extensions(photos, tmp_path):
     shutil.copy(photos / "1051618982_1.jpg", photos / "1634816_1.png")
+    shutil.move(photos / "134212_1.jpg", photos / "Face.JPG")  # the same name on macOS and Windows as face.png
+    shutil.copy(photos / "1051618982_1.jpg", photos / "face.png")
     out = tmp_path / "out"
     annotate(photos, "--out", out)
     assert (out / "1634816_1.jpg.pts").exists() and (out / "1634816_1.png.pts").exists()
+    assert (out / "Face.JPG_1.pts").exists() and (out / "face.png.pts").exists()
     assert (out / "1051618982_1.pts").exists()
 
 
