@@ -11,6 +11,9 @@ from typing import IO, Iterator
 
 import numpy as np
 
+# File names that are not UTF-8 (Latin-1 names from old archives and shares) reach Python as lone
+# surrogates; logs, indexes and exports write them back as the bytes they were, so they name the file again.
+PATH_ERRORS = "surrogateescape"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -22,7 +25,7 @@ def atomic_write(path: Path, content: str | bytes, tmp_dir: Path | None = None) 
     beside ``path``; a reader never sees a partly written file.
     """
     with atomic_file(path, tmp_dir) as f:
-        f.write(content.encode("utf-8") if isinstance(content, str) else content)
+        f.write(content.encode("utf-8", PATH_ERRORS) if isinstance(content, str) else content)
 
 
 @contextmanager
@@ -33,7 +36,8 @@ def atomic_file(path: Path, tmp_dir: Path | None = None, text: bool = False) -> 
     fd, tmp = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get normal permissions
-        with (os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")) as f:
+        f = os.fdopen(fd, "w", encoding="utf-8", errors=PATH_ERRORS, newline="") if text else os.fdopen(fd, "wb")
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())

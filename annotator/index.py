@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
 from .discover import Item
-from .formats import atomic_file, rounded_error
+from .formats import PATH_ERRORS, atomic_file, rounded_error
 
 INDEX = "faces.csv"
 COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "detector", "expected_error", "roll",
@@ -53,7 +53,7 @@ def _blank(value: float | None) -> float | str:
 def face_id(row: dict[str, str]) -> str:
     """A face's id for the review page: stable across reads, from its image, output file and box."""
     key = "\0".join(row[c] for c in ("input_path", "output", "left", "top", "right", "bottom"))
-    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha1(key.encode("utf-8", PATH_ERRORS)).hexdigest()[:16]
 
 
 def row_format(row: Sequence[str]) -> str:
@@ -98,7 +98,7 @@ def open_index(out: Path, fmt: str, done: set[str], overwrite: bool, kept: set[s
     if done - seen and not overwrite:
         print(f"warning: {path} lacks the faces of {len(done - seen)} images done by an earlier run; "
               "rerun with --overwrite for a complete index", file=sys.stderr)
-    return open(path, "a", encoding="utf-8", newline="")
+    return open(path, "a", encoding="utf-8", errors=PATH_ERRORS, newline="")
 
 
 def _ends_whole(path: Path) -> bool:
@@ -114,7 +114,7 @@ def _ends_whole(path: Path) -> bool:
 def _header(path: Path) -> list[str] | None:
     """The header of an index file (None if it is missing or empty), checked to be an annotate index's."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8", errors=PATH_ERRORS, newline="") as f:
             header = next(csv.reader(f), None)
     except FileNotFoundError:
         return None
@@ -129,7 +129,7 @@ def _rows(path: Path, columns: list[str] = COLUMNS) -> Iterator[list[str]]:
     header = _header(path)
     if header is None:
         return
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors=PATH_ERRORS, newline="") as f:
         rows = csv.reader(line for line in f if line.endswith("\n"))
         next(rows)
         for row in rows:

@@ -132,7 +132,7 @@ def _crop(image: np.ndarray, points: np.ndarray | None, row: dict[str, str], rol
 def _text(canvas: np.ndarray, text: str, y: float) -> None:
     """A line of small white text at baseline ``y``, cut (ending in ...) to fit the tile."""
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
-    cut = text
+    text = cut = text.encode("ascii", "replace").decode()  # the font's own characters (a non-UTF-8 name crashed it)
     while len(cut) > 1 and cv2.getTextSize(cut if cut == text else cut + "...", font, scale, 1)[0][0] > TILE - 8:
         cut = cut[:-1]
     cv2.putText(canvas, cut if cut == text else cut + "...", (4, int(y)), font, scale, (255, 255, 255), 1,

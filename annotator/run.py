@@ -22,7 +22,7 @@ from .crop import face_roll
 from .detectors import detect, load as load_detector
 from .discover import Item
 from .draw import draw_face
-from .formats import atomic_write, json_record, pts_text
+from .formats import PATH_ERRORS, atomic_write, json_record, pts_text
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .index import append_rows, checked_images, image_rows, open_index
 from .memory import give_back_freed_memory
@@ -235,7 +235,7 @@ def check_writable(out: Path) -> None:
 def read_done(journal: Path) -> set[str]:
     """Images recorded as done (annotated, with or without faces) by earlier runs."""
     try:
-        return set(journal.read_text(encoding="utf-8").splitlines())
+        return set(journal.read_text(encoding="utf-8", errors=PATH_ERRORS).splitlines())
     except FileNotFoundError:
         return set()
 
@@ -403,6 +403,6 @@ def _open_log(path: Path, append: bool) -> BinaryIO:
 
 
 def _append_line(log: BinaryIO, line: str) -> None:
-    data = memoryview(f"{line}\n".encode("utf-8"))
+    data = memoryview(f"{line}\n".encode("utf-8", PATH_ERRORS))
     while data:
         data = data[log.write(data):]

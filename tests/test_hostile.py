@@ -221,6 +221,24 @@ def test_non_ascii_and_spaces_in_names(tmp_path, photos):
     assert len(read_pts(out / "лицо 1.pts")) == 68
 
 
+def test_a_file_name_that_is_not_utf8_goes_through_run_resume_review_and_export(tmp_path, photos):
+    # a Latin-1 name, as old Windows archives and shares hold them: Python sees a lone surrogate
+    name = os.fsdecode(b"caf\xe9.jpg")
+    (tmp_path / "in").mkdir()
+    shutil.copy(photos / f"{FACE}.jpg", tmp_path / "in" / name)
+    out = tmp_path / "out"
+    first = annotate(tmp_path / "in", "--out", out, "--format", "json", check=False)
+    assert first.returncode == 0, first.stderr  # the index write crashed the run
+    again = annotate(tmp_path / "in", "--out", out, "--format", "json")
+    assert "1 already done" in summary_line(again.stderr)  # the journal names the file as it is
+    assert os.fsencode(str(tmp_path / "in" / name)) in (out / "faces.csv").read_bytes()
+    annotate("review", out, "--worst", "2", "--out", tmp_path / "sheet.jpg")  # OpenCV's text crashed on it
+    assert cv2.imread(str(tmp_path / "sheet.jpg")) is not None
+    annotate("export", out, "--to", "300w", "--out", tmp_path / "300w")
+    (pts,) = (tmp_path / "300w").glob("*.pts")
+    assert os.fsencode(pts.name) == b"caf\xe9.pts" and len(read_pts(pts)) == 68
+
+
 def test_symlink_loop_terminates(tmp_path, photos):
     (photos / "loop").symlink_to(photos, target_is_directory=True)
     result = annotate(photos, "--out", tmp_path / "out")
