@@ -75,12 +75,13 @@ def walk(inputs: list[str | Path], exclude: list[Path] = (), unread: Counter | N
 def _distinct(inputs: list[Path]) -> list[Path]:
     """The inputs less those given twice or inside another input folder (symlinks resolved)."""
     real = [p.resolve() for p in inputs]
-
-    def covered(i: int) -> bool:
-        return any(j < i if real[i] == real[j] else real[i].is_relative_to(real[j])
-                   for j in range(len(inputs)) if j != i and real[j].is_dir())
-
-    return [p for i, p in enumerate(inputs) if not covered(i)]
+    folders = {r for r in real if r.is_dir()}
+    kept, seen = [], set()
+    for path, r in zip(inputs, real):
+        if r not in seen and not folders.intersection(r.parents):
+            kept.append(path)
+        seen.add(r)
+    return kept
 
 
 def _base(roots: list[Path]) -> Path:
