@@ -174,6 +174,7 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
     if overwrite_checked and not overwrite:
         raise click.UsageError("--overwrite-checked goes with --overwrite (a rerun never redoes a checked face)")
     outputs = [folder for folder in (out, preview) if folder]
+    _check_outputs_apart(paths, out, preview)
     for folder in outputs:
         try:
             check_writable(folder)
@@ -189,6 +190,16 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
             _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked)
     except OutputBusy as e:
         raise click.ClickException(str(e)) from None
+
+
+def _check_outputs_apart(paths: tuple[Path, ...], out: Path, preview: Path | None) -> None:
+    """Refuse an output folder that is an input folder: it is never walked, so its photos would be skipped."""
+    folders = {p.resolve(): p for p in paths if p.is_dir()}
+    for option, folder, example in (("--out", out, "landmarks"), ("--preview", preview, "preview")):
+        if folder is not None and folder.resolve() in folders:
+            raise click.UsageError(f"{option} {folder} is the input folder {folders[folder.resolve()]}: an output "
+                                   f"folder is never read as input, so its photos would be skipped; give another "
+                                   f"folder, such as {folder / example}")
 
 
 def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked) -> None:

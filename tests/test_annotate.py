@@ -140,6 +140,17 @@ def test_tree_mirrored_and_output_inside_input_not_walked(photos, tmp_path):
     assert summary_line(again.stderr).startswith("4 images: ")  # the previews under --out were not taken as input
 
 
+def test_an_output_folder_that_is_an_input_folder_is_refused_before_anything_is_written(photos, tmp_path):
+    (tmp_path / "link").symlink_to(photos)
+    before = sorted(photos.iterdir())
+    for args in (["--out", photos], ["--out", tmp_path / "link"], ["--out", tmp_path / "out", "--preview", photos]):
+        result = annotate(photos, *args, check=False)
+        assert result.returncode == 2 and "is the input folder" in result.stderr  # was: 0 images, and exit 0
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(photos.iterdir()) == before  # no index, journal or lock among the photos
+    assert not (tmp_path / "out").exists()
+
+
 def test_two_folders_with_the_same_file_names_keep_their_own_files(photos, tmp_path):
     # what two camera cards look like: IMG_0001.JPG in each; and a folder given again inside another
     cards = tmp_path / "cards"

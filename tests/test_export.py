@@ -231,3 +231,11 @@ def test_a_folder_with_a_pts_and_a_json_run_needs_from(runs, tmp_path):
                                              check=False))
     result = export(tmp_path / "both", "--to", "coco", "--out", tmp_path / "a.json", "--from", "json")
     assert "wrote" in result.stderr and len(json.loads((tmp_path / "a.json").read_text())["annotations"]) == 7
+
+
+def test_300w_export_into_the_photos_folder_is_refused_before_anything_is_written(runs):
+    photos = runs / "few"  # the json run's photos
+    before = {p: p.stat().st_mtime_ns for p in photos.iterdir()}
+    message = one_line_error(export(runs / "json", "--to", "300w", "--out", photos, check=False))
+    assert "holds the run's photos" in message  # was: the photos written over, copies of several-face ones beside
+    assert {p: p.stat().st_mtime_ns for p in photos.iterdir()} == before
