@@ -153,6 +153,9 @@ def main() -> None:
               help="Redo images already done by an earlier run into --out (not those with a face a person checked).")
 @click.option("--overwrite-checked", is_flag=True,
               help="With --overwrite: also redo images with a face a person checked (annotate review --serve).")
+@click.option("--photos-moved", is_flag=True,
+              help="The photos moved since an earlier run into --out: an image whose earlier path is gone is the "
+                   "same photo at its new path (kept as it was annotated and checked; its rows point here).")
 @click.option("--device", default="cpu", show_default=True,
               help="Where torch runs the network (and the CNN detector): cpu, cuda, cuda:1, ...")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
@@ -163,8 +166,8 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, detector, orientation, min_score,
                 landmarker,
-                weights, flip, preview, overwrite, overwrite_checked, device, max_pixels, backend, scheduler,
-                quiet) -> None:
+                weights, flip, preview, overwrite, overwrite_checked, photos_moved, device, max_pixels, backend,
+                scheduler, quiet) -> None:
     """Find faces in PATHS (images or folders) and write their 68 landmarks under --out."""
     from .lock import OutputBusy, lock_output
     from .run import Options, check_writable, threads_per_worker
@@ -187,7 +190,8 @@ def run_command(paths, out, fmt, jobs, min_face, upsample, max_side, max_faces, 
                    landmarker=landmarker, weights=weights, flip=flip, preview=preview, max_pixels=max_pixels)
     try:
         with lock_output(out):
-            _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked)
+            _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked,
+                      photos_moved)
     except OutputBusy as e:
         raise click.ClickException(str(e)) from None
 
@@ -202,7 +206,8 @@ def _check_outputs_apart(paths: tuple[Path, ...], out: Path, preview: Path | Non
                                    f"folder, such as {folder / example}")
 
 
-def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked) -> None:
+def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, overwrite_checked,
+              photos_moved) -> None:
     """Check the landmarker once, run with a progress bar, print the summary, exit with the status."""
     from tqdm import tqdm
 
@@ -231,7 +236,7 @@ def _annotate(paths, outputs, opts, jobs, backend, scheduler, overwrite, quiet, 
     summary, unread = Summary(), Counter()
     try:
         run(walk(paths, exclude=outputs, unread=unread), opts, jobs, backend, overwrite, on_result, summary,
-            on_notice, overwrite_checked)
+            on_notice, overwrite_checked, photos_moved)
     except OutputStopped as e:
         bar.close()
         click.echo(f"error: {e}\nstopped: {summary.line()}; every file written is whole: make room "

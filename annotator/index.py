@@ -29,6 +29,8 @@ KEY_NAME = "input_path"  # what the resume journal records
 KEY = COLUMNS.index(KEY_NAME)
 CHECKED = COLUMNS.index("checked")
 CHECKS = ("accepted", "moved", "not a face", "unusable")  # the values of ``checked`` besides empty
+ORIGINALS = ".annotate-review"  # the run's own points of each face a person checked: <face id>.points (JSON)
+MOVED_HINT = "if the photos moved, run annotate on their new place with this --out and --photos-moved"
 UNCHECKED = ["", "", ""]  # checked, checked_at, moved_px of a face no person has checked
 # Columns an index written by an earlier version lacks, and the value its rows get when it is read.
 ADDED = {"detector": "hog", "roll": "", "checked": "", "checked_at": "", "moved_px": ""}
@@ -99,6 +101,27 @@ def open_index(out: Path, fmt: str, done: set[str], overwrite: bool, kept: set[s
         print(f"warning: {path} lacks the faces of {len(done - seen)} images done by an earlier run; "
               "rerun with --overwrite for a complete index", file=sys.stderr)
     return open(path, "a", encoding="utf-8", errors=PATH_ERRORS, newline="")
+
+
+def places(out: Path, fmt: str) -> dict[str, str]:
+    """The images of format ``fmt`` in ``out/faces.csv``: each one's place in the output tree (``image``)
+    and the key (input path) it was annotated from."""
+    return {row[0]: row[KEY] for row in _rows(out / INDEX) if len(row) == len(COLUMNS) and row_format(row) == fmt}
+
+
+def follow_moves(out: Path, fmt: str, moves: dict[str, str]) -> None:
+    """Point the rows of format ``fmt`` annotated from an old key at its new key (``moves``: old -> new),
+    and the review's kept points (named by face id, which holds the key) with them."""
+    rows, renames = list(_rows(out / INDEX)), []
+    for row in rows:
+        if len(row) == len(COLUMNS) and row_format(row) == fmt and row[KEY] in moves:
+            old = face_id(dict(zip(COLUMNS, row)))
+            row[KEY] = moves[row[KEY]]
+            renames.append((old, face_id(dict(zip(COLUMNS, row)))))
+    for old, new in renames:  # first: a kill before the index is written leaves a rerun to redo both
+        if (out / ORIGINALS / f"{old}.points").exists():
+            os.replace(out / ORIGINALS / f"{old}.points", out / ORIGINALS / f"{new}.points")
+    write_index(out, rows)
 
 
 def _ends_whole(path: Path) -> bool:

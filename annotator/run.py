@@ -24,7 +24,7 @@ from .discover import Item
 from .draw import draw_face
 from .formats import PATH_ERRORS, atomic_write, json_record, pts_text
 from .images import DEFAULT_MAX_PIXELS, ImageError, read_image
-from .index import append_rows, checked_images, image_rows, open_index
+from .index import append_rows, checked_images, follow_moves, image_rows, open_index, places
 from .memory import give_back_freed_memory
 
 DONE_LOG = ".annotate-done-{format}.log"  # one resume journal per output format
@@ -80,6 +80,7 @@ class Summary:
     failed: int = 0
     skipped: int = 0
     kept: int = 0  # images with a face a person checked, left as they are
+    moved: int = 0  # images annotated earlier at a path that is gone, followed to where they are now
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, r: Result) -> None:
@@ -96,8 +97,9 @@ class Summary:
         with_faces = self.images - self.no_face - self.failed
         skipped = f"; {self.skipped} already done" if self.skipped else ""
         kept = f"; {self.kept} kept: checked by a person" if self.kept else ""
+        moved = f"; {self.moved} followed from where they were annotated" if self.moved else ""
         return (f"{count(self.images, 'image')}: {with_faces} with {count(self.faces, 'face')}, "
-                f"{self.no_face} without a face, {self.failed} failed{skipped}{kept}; {secs:.1f} s, "
+                f"{self.no_face} without a face, {self.failed} failed{skipped}{kept}{moved}; {secs:.1f} s, "
                 f"{rate:.2f} images/s")
 
 
@@ -243,11 +245,14 @@ def read_done(journal: Path) -> set[str]:
 def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | None = None,
         overwrite: bool = False, on_result: Callable[[Result, Summary], None] | None = None,
         summary: Summary | None = None, on_notice: Callable[[str], None] | None = None,
-        overwrite_checked: bool = False) -> Summary:
+        overwrite_checked: bool = False, photos_moved: bool = False) -> Summary:
     """Annotate ``items`` in parallel, streaming outputs, journal and failures to ``opts.out``.
 
     An image with a face a person checked (``faces.csv``) is left as it is, outputs and rows, even
     with ``overwrite``, unless ``overwrite_checked``; it stays recorded as done.
+    An image whose place in the output tree holds the faces of another input path fails, so that no
+    photo's outputs replace another's; unless that path is gone and ``photos_moved``: then it is taken as
+    the same photo, moved (not annotated again; its rows point at the new path at the end of the run).
     ``summary`` (updated in place) lets a caller report progress after an interruption.
     A worker process that dies is replaced and the images in flight are retried one
     at a time (``on_notice`` is told); the one that kills its worker again fails as
@@ -262,10 +267,11 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
         done = set() if overwrite else read_done(journal_path)
         checked = checked_images(opts.out, opts.format)
         kept = set() if overwrite_checked else set(checked)
-        feed = _Feed(_todo(items, done, kept, summary))
+        moves: dict[str, str] | None = {} if photos_moved else None
         with _open_log(journal_path, append=not overwrite) as journal, \
                 open_index(opts.out, opts.format, done, overwrite, kept) as index, ExitStack() as logs, \
                 parallel_config(backend=backend):
+            feed = _Feed(_todo(items, done, kept, places(opts.out, opts.format), moves, opts.out, summary))
             failures = None
             for key in sorted(kept - done):  # done, by a person: the journal says so (again, after --overwrite)
                 _append_line(journal, key)
@@ -286,6 +292,10 @@ def run(items: Iterable[Item], opts: Options, jobs: int = -1, backend: str | Non
                     on_result(r, summary)
 
             _annotate_all(feed, opts, jobs, record, on_notice or (lambda message: None))
+            if moves:  # the rows first, then the journal, as for every image
+                follow_moves(opts.out, opts.format, moves)
+                atomic_write(journal_path, "".join(f"{key}\n" for key in
+                                                   sorted(read_done(journal_path) - moves.keys() | {*moves.values()})))
     except OSError as e:
         if e.errno in STOP_ERRNOS:
             raise OutputStopped(f"cannot write to {opts.out}: {e.strerror}") from None
@@ -348,14 +358,41 @@ def _exit_codes(e: Exception) -> str:
     return found.group(1) if found else "unknown exit code"
 
 
-def _todo(items: Iterable[Item], done: set[str], kept: set[str], summary: Summary) -> Iterator[Item]:
+def _todo(items: Iterable[Item], done: set[str], kept: set[str], taken: dict[str, str],
+          moves: dict[str, str] | None, out: Path, summary: Summary) -> Iterator[Item]:
+    """The items to annotate; ``taken``: the places in ``out`` that hold faces, and the keys they came from."""
     for item in items:
+        owner = taken.get(item.relative.as_posix(), item.key)
         if item.key in kept:
             summary.kept += 1
         elif item.key in done:
             summary.skipped += 1
-        else:
+        elif owner == item.key:
             yield item
+        elif _same_file(owner, item.path):  # found again by another path (a symlink, another mount)
+            summary.kept += owner in kept
+            summary.skipped += owner not in kept
+        elif moves is not None and not os.path.lexists(owner):
+            moves[owner] = item.key
+            summary.moved += 1
+        else:
+            yield Item(item.path, item.relative, item.name, _place_taken(item, owner, out))
+
+
+def _same_file(a: str, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _place_taken(item: Item, owner: str, out: Path) -> str:
+    """Why an image whose place in ``out`` holds another path's faces is not annotated."""
+    place = f"{out} holds the faces of {item.relative.as_posix()} from {owner}"
+    if os.path.lexists(owner):
+        return f"{place}, another photo: give another --out (two photos cannot share a place)"
+    return (f"{place}, which is gone: if the photos moved, rerun with --photos-moved (their faces and checks "
+            f"are kept as they are, not annotated again); else give another --out")
 
 
 class _Feed:

@@ -23,7 +23,7 @@ import pytest
 from annotator.formats import pts_text, read_pts
 from annotator.review import TILE
 from annotator.index import COLUMNS, write_index
-from conftest import ROOT, annotate, both_runs, box_of, index_rows, outputs
+from conftest import PHOTOS, ROOT, annotate, both_runs, box_of, index_rows, outputs
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # Debian's chromium, chromium-driver
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -613,6 +613,39 @@ def test_reruns_keep_checked_faces_unless_told(runs, tmp_path, fmt):
     annotate(runs / "photos", "--out", out, "--format", fmt, "-j", "1", "--overwrite", "--overwrite-checked")
     assert outputs(out) == outputs(runs / fmt)  # the machine's points again, the removed face back
     assert not any(r["checked"] for r in index_rows(out))
+
+
+@pytest.mark.parametrize("fmt", ["pts", "json"])
+def test_moved_photos_are_followed_when_told_with_their_checks_and_never_replaced(runs, tmp_path, fmt):
+    out, gone, here = copy_run(runs, fmt, tmp_path), tmp_path / "gone", tmp_path / "here"
+    shutil.copytree(runs / "photos", gone)
+    for log in (out / "faces.csv", out / f".annotate-done-{fmt}.log"):  # as if annotated from ``gone``
+        log.write_text(log.read_text().replace(str(runs / "photos"), str(gone)))
+    with serving(out) as served:
+        face = served.json("GET", "/api/faces")["faces"][0]["id"]
+        served.save(face, "accept", move=(3.5, -2))
+    before, rows = outputs(out), index_rows(out)
+    gone.rename(here)
+
+    result = annotate(here, "--out", out, "--format", fmt, "-j", "1", check=False)
+    assert result.returncode == 1 and result.stderr.count("which is gone: if the photos moved, rerun with "
+                                                          "--photos-moved") == len(PHOTOS)
+    assert outputs(out) == before and index_rows(out) == rows  # was: annotated again, over the checked face
+
+    result = annotate(here, "--out", out, "--format", fmt, "-j", "1", "--photos-moved")
+    assert f"{len(PHOTOS)} followed from where they were annotated" in result.stderr
+    assert outputs(out) == before
+    assert index_rows(out) == [r | {"input_path": r["input_path"].replace(str(gone), str(here))} for r in rows]
+    assert "already done" in annotate(here, "--out", out, "--format", fmt, "-j", "1").stderr
+    with serving(out) as served:  # the run's own points followed the face: moved_px still measured from them
+        faces = served.json("GET", "/api/faces")["faces"]
+        served.save(next(f["id"] for f in faces if f["checked"] == "moved"), "accept")
+    assert [r["moved_px"] for r in index_rows(out) if r["checked"]] == [r["moved_px"] for r in rows if r["checked"]]
+
+    shutil.copytree(here, tmp_path / "other")  # other photos with the same names, both folders there
+    result = annotate(tmp_path / "other", "--out", out, "--format", fmt, "-j", "1", "--photos-moved", check=False)
+    assert result.returncode == 1 and result.stderr.count("another photo: give another --out") == len(PHOTOS)
+    assert outputs(out) == before
 
 
 def photo_motion(roll: float, dx: float, dy: float) -> np.ndarray:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..images import ImageError, header_size, heif_size, is_heif
-from ..index import INDEX, read_index, row_format
+from ..index import INDEX, MOVED_HINT, read_index, row_format
 from ..review import face_points
 
 ACCEPTED = ("accepted", "moved")  # `checked` values of faces a person kept
@@ -130,6 +130,8 @@ def read_photo(out: Path, row: dict[str, str]) -> Photo:
     where = f"(the photo of {row['image']} in {out / INDEX})"
     try:
         data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ExportError(f"{path}: {e.strerror} {where}; {MOVED_HINT}") from None
     except OSError as e:
         raise ExportError(f"{path}: {e.strerror or e} {where}") from None
     if is_heif(data):  # HEIC or AVIF: its size as displayed (rotation applied), read from the container

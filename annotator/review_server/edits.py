@@ -18,12 +18,11 @@ import numpy as np
 from ..crop import face_roll
 from ..draw import unsure_points
 from ..formats import atomic_write, json_face, pts_text, read_pts
-from ..index import COLUMNS, face_id, read_index, write_index
+from ..index import COLUMNS, ORIGINALS, face_id, read_index, write_index
 from ..review import ranked_faces
 from . import photos
 
 ACTIONS = ("accept", "not a face", "unusable")
-ORIGINALS = ".annotate-review"  # the run's own points of each face a person checked: <face id>.points (JSON)
 POINTS = 68
 
 

@@ -6,13 +6,15 @@ again, so no raw file is ever sent.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..images import read_image
+from ..images import ImageError, read_image
+from ..index import MOVED_HINT
 from ..review import tile
 
 QUALITY = 92
@@ -25,7 +27,10 @@ def _jpeg(image: np.ndarray) -> bytes:
 @lru_cache(maxsize=2)
 def decoded(path: str) -> np.ndarray:
     """The photo at ``path`` (an index row's ``input_path``) as the run saw it (BGR; not to be modified)."""
-    return read_image(path)
+    try:
+        return read_image(path)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}" + ("" if os.path.lexists(path) else f"; {MOVED_HINT}")) from None
 
 
 @lru_cache(maxsize=8)
