@@ -16,7 +16,7 @@ from annotator.export.dlib_xml import pixel
 from annotator.images import read_image
 from annotator.review import face_points
 from annotator.training.groundtruth import labelled_images, read_68
-from conftest import PHOTOS, annotate, box_of, index_rows
+from conftest import PHOTOS, annotate, box_of, index_rows, outputs
 
 N_PHOTOS = 24  # AFW photos in the run: about 45 faces
 ROTATED = "rotated"  # a photo stored turned, with an EXIF orientation that turns it back
@@ -214,6 +214,10 @@ def test_bad_input_is_one_line_naming_the_file(runs, tmp_path):
     assert "faces.csv" in one_line_error(export(tmp_path / "empty", "--to", "coco", "--out", tmp_path / "a.json",
                                                 check=False))
     shutil.copytree(runs / "json", tmp_path / "run")
+    for dest, reason in ((tmp_path / "run" / "faces.csv", "the run's own files"), (tmp_path / "run", "a folder")):
+        assert reason in one_line_error(export(tmp_path / "run", "--to", "coco", "--out", dest, check=False))
+    assert outputs(tmp_path / "run") == outputs(runs / "json")
+    assert index_rows(tmp_path / "run") == index_rows(runs / "json")
     rows = index_rows(tmp_path / "run")
     rows[0]["input_path"] = str(tmp_path / "gone.jpg")
     with open(tmp_path / "run" / "faces.csv", "w", newline="") as f:

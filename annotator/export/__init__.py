@@ -193,6 +193,8 @@ def export(out: Path, to: str, dest: Path, selection: Selection, absolute: bool 
     """Write the selected faces of the run in ``out`` as format ``to`` to ``dest`` (or to its train and test
     variants); returns the faces written to each file and how many were left out for each reason."""
     writer = FORMATS[to]
+    paths = [dest] if test_share is None else [variant(dest, part) for part in ("train", "test")]
+    _check_destinations(out, paths, writer.WRITES_FOLDER)
     faces, skipped = read_faces(out, selection, run_format)
     if not writer.READS_ROTATION:
         skipped.update(f"on photos with an EXIF rotation ({to} readers ignore it)" for f in faces if f.photo.rotated)
@@ -213,6 +215,20 @@ def export(out: Path, to: str, dest: Path, selection: Selection, absolute: bool 
     for path, part in parts.items():
         writer.write(part, path, absolute)
     return parts, skipped
+
+
+def _check_destinations(out: Path, paths: list[Path], folder: bool) -> None:
+    """Refuse, before a photo is read, to write over the run's own files, or a file where a folder is."""
+    try:
+        own = {out / INDEX} | {out / row["output"] for row in read_index(out) if row["output"]}
+    except FileNotFoundError as e:
+        raise ExportError(str(e)) from None
+    own = {path.resolve() for path in own}
+    for path in paths:
+        if path.resolve() in own:
+            raise ExportError(f"{path} is one of the run's own files: give the export another name")
+        if not folder and path.is_dir():
+            raise ExportError(f"{path} is a folder: --out names the file to write, such as {path / 'faces.json'}")
 
 
 def left_out(skipped: Counter) -> str:

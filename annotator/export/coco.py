@@ -15,6 +15,7 @@ from ..draw import CONTOURS
 from ..formats import atomic_write
 from . import Face, image_path
 
+WRITES_FOLDER = False
 READS_ROTATION = True  # mmcv/mmengine and PIL-based loaders apply EXIF orientation, as the run did
 READS_HEIF = False  # nor do they decode HEIC or AVIF without a plugin: left out
 VISIBLE = 2  # COCO's "labelled and visible": 300-W marks every point, occluded ones where they would be

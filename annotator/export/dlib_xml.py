@@ -13,6 +13,7 @@ from pathlib import Path
 from ..formats import atomic_write
 from . import ExportError, Face, image_path
 
+WRITES_FOLDER = False
 READS_ROTATION = False  # dlib's load_image ignores EXIF orientation: such photos are left out
 READS_HEIF = False  # nor does it decode HEIC or AVIF
 UNREADABLE = "'<>"  # characters dlib's XML reader cannot take in an attribute

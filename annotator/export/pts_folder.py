@@ -14,6 +14,7 @@ from ..formats import atomic_write, pts_text
 from ..images import read_image
 from . import ExportError, Face, Photo
 
+WRITES_FOLDER = True  # --out is a folder
 READS_ROTATION = True  # a photo with an EXIF rotation is written upright, as lossless PNG
 READS_HEIF = True  # and so is a HEIC or AVIF photo
 
