@@ -169,6 +169,9 @@ def write_sheets(out: Path, rows: list[dict[str, str]], path: Path, per_page: in
         raise ReviewError(f"{path}: the sheet's name must end in .jpg or .png")
     pages = [rows[i:i + per_page] for i in range(0, len(rows), per_page)]
     paths = page_paths(path, len(pages))
+    photos = {Path(row["input_path"]).resolve() for row in read_index(out)}
+    if taken := [p for p in paths if p.resolve() in photos]:
+        raise ReviewError(f"{taken[0]} is a photo of the run: give the sheet another name")
     for page, target in zip(pages, paths):
         params = [] if target.suffix.lower() == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 92]
         picture = sheet([tile(out, r, upright=True) for r in page])

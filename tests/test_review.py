@@ -1,6 +1,8 @@
 """``annotate review``: sheets of the right size, faces in the documented order, points read right."""
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -35,6 +37,18 @@ def test_sheet_pages_have_the_expected_size(runs, tmp_path):
     annotate("review", runs / "json", "--best", "2", "--out", tmp_path / "best.png")
     assert cv2.imread(str(tmp_path / "best.png")).shape[:2] == sheet_shape(2) == (TILE + LABEL + GAP, 2 * (TILE + GAP))
     assert not (tmp_path / "sheet.jpg").exists() and not (tmp_path / "sheet-3.jpg").exists()
+
+
+def test_a_sheet_named_as_a_photo_of_the_run_is_refused(runs, tmp_path):
+    shutil.copytree(runs / "photos", tmp_path / "photos")
+    shutil.copytree(runs / "pts", tmp_path / "pts")
+    index = tmp_path / "pts" / "faces.csv"
+    index.write_text(index.read_text().replace(str(runs / "photos"), str(tmp_path / "photos")))
+    photo = tmp_path / "photos" / "1051618982_1.jpg"
+    before = photo.read_bytes()
+    result = annotate("review", tmp_path / "pts", "--worst", "3", "--out", photo, check=False)
+    assert result.returncode == 1 and "is a photo of the run" in result.stderr  # was: the photo replaced
+    assert photo.read_bytes() == before
 
 
 def test_sheet_tiles_are_in_list_order(runs, tmp_path):
