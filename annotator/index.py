@@ -24,7 +24,7 @@ from .formats import PATH_ERRORS, atomic_file, rounded_error
 
 INDEX = "faces.csv"
 COLUMNS = ["image", "output", "left", "top", "right", "bottom", "score", "detector", "expected_error", "roll",
-           "input_path", "checked", "checked_at", "moved_px"]
+           "input_path", "checked", "checked_at", "moved_px", "width", "height"]
 KEY_NAME = "input_path"  # what the resume journal records
 KEY = COLUMNS.index(KEY_NAME)
 CHECKED = COLUMNS.index("checked")
@@ -33,18 +33,18 @@ ORIGINALS = ".annotate-review"  # the run's own points of each face a person che
 MOVED_HINT = "if the photos moved, run annotate on their new place with this --out and --photos-moved"
 UNCHECKED = ["", "", ""]  # checked, checked_at, moved_px of a face no person has checked
 # Columns an index written by an earlier version lacks, and the value its rows get when it is read.
-ADDED = {"detector": "hog", "roll": "", "checked": "", "checked_at": "", "moved_px": ""}
+ADDED = {"detector": "hog", "roll": "", "checked": "", "checked_at": "", "moved_px": "", "width": "", "height": ""}
 
 
-def image_rows(item: Item, outputs: Sequence[str], faces: Sequence, errors: Sequence[float],
+def image_rows(item: Item, size: tuple[int, int], outputs: Sequence[str], faces: Sequence, errors: Sequence[float],
                rolls: Sequence[float]) -> list[list]:
-    """Rows of one image: one per face (written to ``outputs[i]``, relative to DIR), or one with
-    empty face fields (and the JSON file as output, if any) when it has no face."""
+    """Rows of one image (``size``: width, height as displayed): one per face (written to ``outputs[i]``,
+    relative to DIR), or one with empty face fields (and the JSON file as output, if any) when it has no face."""
     image = item.relative.as_posix()
     if not faces:
-        return [[image, outputs[0] if outputs else "", *[""] * 8, item.key, *UNCHECKED]]
+        return [[image, outputs[0] if outputs else "", *[""] * 8, item.key, *UNCHECKED, *size]]
     return [[image, output, *face.box, round(face.score, 4), face.detector, _blank(rounded_error(float(error))),
-             round(float(roll), 1), item.key, *UNCHECKED]
+             round(float(roll), 1), item.key, *UNCHECKED, *size]
             for output, face, error, roll in zip(outputs, faces, errors, rolls)]
 
 

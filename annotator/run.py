@@ -148,7 +148,8 @@ def _annotate(item: Item, opts: Options) -> Result:
         _remove_stale_pts(item, opts.out, len(points))
     if opts.preview:
         atomic_write(item.output(opts.preview, ".jpg"), _preview(image, faces, points, per_point))
-    rows = image_rows(item, [o.relative_to(opts.out).as_posix() for o in outputs], faces, errors, rolls)
+    rows = image_rows(item, (image.shape[1], image.shape[0]), [o.relative_to(opts.out).as_posix() for o in outputs],
+                      faces, errors, rolls)
     return Result(item.key, faces=len(faces), rows=rows)
 
 

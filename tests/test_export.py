@@ -243,3 +243,17 @@ def test_300w_export_into_the_photos_folder_is_refused_before_anything_is_writte
     message = one_line_error(export(runs / "json", "--to", "300w", "--out", photos, check=False))
     assert "holds the run's photos" in message  # was: the photos written over, copies of several-face ones beside
     assert {p: p.stat().st_mtime_ns for p in photos.iterdir()} == before
+
+
+def test_faces_on_a_photo_edited_since_the_run_are_left_out(runs, tmp_path):
+    shutil.copytree(runs / "few", tmp_path / "few")
+    shutil.copytree(runs / "json", tmp_path / "run")
+    index = tmp_path / "run" / "faces.csv"
+    index.write_text(index.read_text().replace(str(runs / "few"), str(tmp_path / "few")))
+    photo = tmp_path / "few" / f"{PHOTOS[0]}.jpg"
+    cv2.imwrite(str(photo), cv2.rotate(cv2.imread(str(photo)), cv2.ROTATE_90_CLOCKWISE))  # turned in a photo tool
+    result = export(tmp_path / "run", "--to", "coco", "--out", tmp_path / "faces.json")
+    names = [Path(i["file_name"]).name for i in json.loads((tmp_path / "faces.json").read_text())["images"]]
+    assert sorted(names) == sorted(f"{stem}.jpg" for stem in PHOTOS[1:])  # was: its points on the turned photo
+    edited = sum(r["image"] == photo.name for r in index_rows(tmp_path / "run") if r["left"])
+    assert f"{edited} on photos whose size changed since they were annotated" in result.stderr

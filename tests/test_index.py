@@ -22,9 +22,11 @@ def faceless_photo(photos: Path, data: Path) -> Path:
 def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
     out = tmp_path / "out"
     annotate(photos, "--out", out, "--format", "json", "-j", "1")
-    faces = {}
+    faces, sizes = {}, {}
     for path in out.glob("*.json"):
-        for face in json.loads(path.read_text())["faces"]:
+        record = json.loads(path.read_text())
+        sizes[path.name] = [str(record["width"]), str(record["height"])]
+        for face in record["faces"]:
             assert list(face) == ["box", "score", "detector", "expected_error", "roll", "landmarks", "point_errors"]
             assert -180 < face["roll"] <= 180
             assert face["detector"] == "hog"  # as conftest's annotate runs it
@@ -39,6 +41,7 @@ def test_json_faces_carry_expected_error_and_index_matches(photos, tmp_path):
         assert float(row["expected_error"]) == face["expected_error"] and float(row["roll"]) == face["roll"]
         assert row["image"] == Path(row["output"]).stem + ".jpg"
         assert Path(row["input_path"]) == (photos / row["image"]).absolute()
+        assert [row["width"], row["height"]] == sizes[row["output"]]  # the photo as displayed
 
 
 def test_pts_index_resume_and_overwrite(photos, tmp_path, data):
@@ -50,7 +53,7 @@ def test_pts_index_resume_and_overwrite(photos, tmp_path, data):
     assert sorted(r["output"] for r in rows if r["output"]) == sorted(p.name for p in out.glob("*.pts"))
     blank = [r for r in rows if r["image"] == "background.jpg"]
     assert blank == [{**{k: "" for k in COLUMNS}, "image": "background.jpg",
-                      "input_path": str((photos / "background.jpg").absolute())}]
+                      "input_path": str((photos / "background.jpg").absolute()), "width": "180", "height": "300"}]
     assert all(r["expected_error"] for r in rows if r["output"])
 
     shutil.move(tmp_path / "later.jpg", photos / "1634816_1.jpg")
@@ -85,18 +88,19 @@ def test_min_score_drops_a_low_scoring_detection(data, tmp_path):
     assert [float(r["score"]) for r in index_rows(tmp_path / "kept")] == [f["score"] for f in kept]
 
 
-@pytest.mark.parametrize("added", [["detector", "checked", "checked_at", "moved_px"], ["checked", "checked_at", "moved_px"]],
-                         ids=["before-detector", "before-checked"])
+@pytest.mark.parametrize("added", [["detector", "checked", "checked_at", "moved_px"], ["checked", "checked_at", "moved_px"],
+                                   []], ids=["before-detector", "before-checked", "before-size"])
 def test_an_index_of_an_earlier_version_is_upgraded_on_resume(photos, tmp_path, added):
     out = tmp_path / "out"
     shutil.move(photos / "1634816_1.jpg", tmp_path / "later.jpg")
     annotate(photos, "--out", out)
     rows = index_rows(out)
-    old = [c for c in COLUMNS if c not in added]  # the layout before those columns
+    old = [c for c in COLUMNS if c not in added + ["width", "height"]]  # the layout before those columns
     lines = [",".join(old)] + [",".join(r[c] for c in old) for r in rows]
     (out / "faces.csv").write_text("\n".join(lines) + "\n")
 
     shutil.move(tmp_path / "later.jpg", photos / "1634816_1.jpg")
     annotate(photos, "--out", out)  # resumes: the old rows kept, in today's columns
     again = index_rows(out)
-    assert again[:len(rows)] == rows and len(again) == len(rows) + 1
+    assert again[:len(rows)] == [r | {"width": "", "height": ""} for r in rows]  # sizes unknown: not checked
+    assert len(again) == len(rows) + 1 and again[-1]["width"]

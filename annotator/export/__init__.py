@@ -104,7 +104,12 @@ def read_faces(out: Path, selection: Selection, run_format: str | None = None) -
             continue
         if row["input_path"] not in photos:
             photos[row["input_path"]] = read_photo(out, row)
-        faces.append(_face(out, row, name, photos[row["input_path"]]))
+        photo = photos[row["input_path"]]
+        if row["width"] and (int(row["width"]), int(row["height"])) != (photo.width, photo.height):
+            skipped["on photos whose size changed since they were annotated (edited? rerun annotate with "
+                    "--overwrite)"] += 1
+            continue
+        faces.append(_face(out, row, name, photo))
     return faces, skipped
 
 
