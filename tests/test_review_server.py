@@ -648,6 +648,22 @@ def test_moved_photos_are_followed_when_told_with_their_checks_and_never_replace
     assert outputs(out) == before
 
 
+def test_a_face_saved_after_its_photo_was_edited_is_exported_again(runs, tmp_path):
+    out, photos = copy_run(runs, "pts", tmp_path), tmp_path / "photos"
+    shutil.copytree(runs / "photos", photos)
+    (out / "faces.csv").write_text((out / "faces.csv").read_text().replace(str(runs / "photos"), str(photos)))
+    photo = photos / f"{PHOTOS[0]}.jpg"
+    cv2.imwrite(str(photo), cv2.rotate(cv2.imread(str(photo)), cv2.ROTATE_90_CLOCKWISE))  # turned in a photo tool
+    result = annotate("export", out, "--to", "coco", "--out", tmp_path / "before.json")
+    assert "1 on photos whose size changed since they were annotated" in result.stderr
+    with serving(out) as served:  # a person places the points on the turned photo
+        face = next(f["id"] for f in served.json("GET", "/api/faces")["faces"] if f["image"] == photo.name)
+        served.save(face, "accept", move=(40, 0))
+    result = annotate("export", out, "--to", "coco", "--out", tmp_path / "after.json")
+    assert "size changed" not in result.stderr
+    assert len(json.loads((tmp_path / "after.json").read_text())["annotations"]) == len(index_rows(out))
+
+
 def photo_motion(roll: float, dx: float, dy: float) -> np.ndarray:
     """The motion in the photo's pixels of a drag by (dx, dy) on a page that shows the face turned
     clockwise by ``roll`` degrees (upright): the screen motion turned back."""

@@ -86,7 +86,8 @@ class Faces:
         row = self.row(face)
         if action not in ACTIONS:
             raise BadEdit(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
-        accepted = valid_points(points, photos.size(row["input_path"])) if action == "accept" else None
+        size = photos.size(row["input_path"]) if action == "accept" else None
+        accepted = valid_points(points, size) if action == "accept" else None
         with self._lock:
             current, version = self._current(row)
             if base != version:
@@ -103,6 +104,8 @@ class Faces:
                 moved = float(np.linalg.norm(new - original, axis=1).mean())
                 checked = action if action == "unusable" else "moved" if round(moved, 3) else "accepted"
                 check = {"checked": checked, "moved_px": f"{moved:.3f}"}
+                if size:  # placed on the photo as it is now (an edited photo's face fits it again)
+                    check |= {"width": str(size[0]), "height": str(size[1])}
             self._write(row, new, current, check["checked"])
             self._record(row, check)
             return self.face(face)
