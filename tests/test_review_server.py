@@ -656,9 +656,17 @@ def test_a_face_saved_after_its_photo_was_edited_is_exported_again(runs, tmp_pat
     cv2.imwrite(str(photo), cv2.rotate(cv2.imread(str(photo)), cv2.ROTATE_90_CLOCKWISE))  # turned in a photo tool
     result = annotate("export", out, "--to", "coco", "--out", tmp_path / "before.json")
     assert "1 on photos whose size changed since they were annotated" in result.stderr
-    with serving(out) as served:  # a person places the points on the turned photo
-        face = next(f["id"] for f in served.json("GET", "/api/faces")["faces"] if f["image"] == photo.name)
+    webdriver = browser_or_skip()
+    with serving(out) as served, chromium(webdriver) as driver:  # a person places the points on the turned photo
+        faces = served.json("GET", "/api/faces")["faces"]
+        face = next(f["id"] for f in faces if f["image"] == photo.name)
+        driver.get(served.url)
+        page = Page(driver)
+        page.shown(faces[0]["id"])  # the worst face first
+        page.go_to(face, [f["id"] for f in faces])
+        assert "the photo's size changed since these points were placed" in page.text("error")
         served.save(face, "accept", move=(40, 0))
+        assert not served.json("GET", f"/api/faces/{face}")["photo_changed"]
     result = annotate("export", out, "--to", "coco", "--out", tmp_path / "after.json")
     assert "size changed" not in result.stderr
     assert len(json.loads((tmp_path / "after.json").read_text())["annotations"]) == len(index_rows(out))

@@ -18,6 +18,7 @@ import numpy as np
 from ..crop import face_roll
 from ..draw import unsure_points
 from ..formats import atomic_write, json_face, pts_text, read_pts
+from ..images import ImageError
 from ..index import COLUMNS, ORIGINALS, face_id, read_index, write_index
 from ..review import ranked_faces
 from . import photos
@@ -64,7 +65,8 @@ class Faces:
         """A face with its 0-based points (the run's own once it is marked "not a face", when known),
         whether its output holds them (``present``), its version, its ``roll`` from those points
         (degrees counter-clockwise on screen: the page turns the face upright by it) and the indices of
-        its ``unsure`` points (:func:`annotator.draw.unsure_points`)."""
+        its ``unsure`` points (:func:`annotator.draw.unsure_points`), and whether the photo's size has
+        changed since the points were placed (``photo_changed``: edited, they no longer fit it)."""
         row = self.row(face)
         with self._lock:
             points, version = self._current(row)
@@ -72,7 +74,8 @@ class Faces:
         return {**_summary(face, row), "box": [int(row[k]) for k in ("left", "top", "right", "bottom")],
                 "points": None if shown is None else shown.tolist(), "present": points is not None,
                 "version": version, "roll": 0.0 if shown is None else face_roll(shown),
-                "unsure": self._unsure(row)}
+                "unsure": self._unsure(row),
+                "photo_changed": _photo_changed(row)}
 
     def _unsure(self, row: dict[str, str]) -> list[int]:
         """The points the network was least sure of (its JSON output's ``point_errors``; none for .pts)."""
@@ -163,6 +166,16 @@ class Faces:
         new = {**row, **check, "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         write_index(self.out, ([(new if r is row else r)[c] for c in COLUMNS] for r in self.rows))
         row.update(new)
+
+
+def _photo_changed(row: dict[str, str]) -> bool:
+    """Whether the photo's size differs from the one the face's points were placed on (edited since)."""
+    if not row["width"]:
+        return False
+    try:
+        return photos.size(row["input_path"]) != (int(row["width"]), int(row["height"]))
+    except ImageError:
+        return False  # unreadable: the photo's own request says why
 
 
 def _summary(face: str, row: dict[str, str]) -> dict:

@@ -184,7 +184,8 @@ function header() {
   document.getElementById("name").textContent = face.output;
   document.getElementById("error").textContent =
     (face.expected_error === null ? "" : `expected error ${face.expected_error.toPrecision(3)}`) +
-    ` · found by ${face.detector}`;
+    ` · found by ${face.detector}` +
+    (face.photo_changed ? " · the photo's size changed since these points were placed: place them again" : "");
   const status = document.getElementById("status");
   const moved = face.checked === "moved" ? ` ${face.moved_px} px` : "";
   status.textContent = face.checked ? `${face.checked}${moved} (${face.checked_at})` : "not checked";
