@@ -58,6 +58,11 @@ def face_id(row: dict[str, str]) -> str:
     return hashlib.sha1(key.encode("utf-8", PATH_ERRORS)).hexdigest()[:16]
 
 
+def placed_size(row: dict[str, str]) -> tuple[int, int] | None:
+    """The photo's size (width, height) when the face's points were placed; None in an index that lacks it."""
+    return (int(row["width"]), int(row["height"])) if row["width"] else None
+
+
 def row_format(row: Sequence[str]) -> str:
     """The output format a row belongs to: ``json`` for a JSON output, else ``pts`` (also a face-less pts image)."""
     return "json" if row[1].endswith(".json") else "pts"

@@ -9,7 +9,7 @@ import threading
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -377,7 +377,7 @@ def _todo(items: Iterable[Item], done: set[str], kept: set[str], taken: dict[str
             moves[owner] = item.key
             summary.moved += 1
         else:
-            yield Item(item.path, item.relative, item.name, _place_taken(item, owner, out))
+            yield replace(item, error=_place_taken(item, owner, out))
 
 
 def _same_file(a: str, b: Path) -> bool:

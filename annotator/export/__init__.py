@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..images import ImageError, header_size, heif_size, is_heif
-from ..index import INDEX, MOVED_HINT, read_index, row_format
+from ..index import INDEX, MOVED_HINT, placed_size, read_index, row_format
 from ..review import face_points
 
 ACCEPTED = ("accepted", "moved")  # `checked` values of faces a person kept
@@ -105,7 +105,7 @@ def read_faces(out: Path, selection: Selection, run_format: str | None = None) -
         if row["input_path"] not in photos:
             photos[row["input_path"]] = read_photo(out, row)
         photo = photos[row["input_path"]]
-        if row["width"] and (int(row["width"]), int(row["height"])) != (photo.width, photo.height):
+        if placed_size(row) not in (None, (photo.width, photo.height)):
             skipped["on photos whose size changed since they were annotated (edited? rerun annotate with "
                     "--overwrite)"] += 1
             continue

@@ -19,7 +19,7 @@ from ..crop import face_roll
 from ..draw import unsure_points
 from ..formats import atomic_write, json_face, pts_text, read_pts
 from ..images import ImageError
-from ..index import COLUMNS, ORIGINALS, face_id, read_index, write_index
+from ..index import COLUMNS, ORIGINALS, face_id, placed_size, read_index, write_index
 from ..review import ranked_faces
 from . import photos
 
@@ -170,10 +170,10 @@ class Faces:
 
 def _photo_changed(row: dict[str, str]) -> bool:
     """Whether the photo's size differs from the one the face's points were placed on (edited since)."""
-    if not row["width"]:
+    if (placed := placed_size(row)) is None:
         return False
     try:
-        return photos.size(row["input_path"]) != (int(row["width"]), int(row["height"]))
+        return photos.size(row["input_path"]) != placed
     except ImageError:
         return False  # unreadable: the photo's own request says why
 
